@@ -88,12 +88,10 @@ fetch_corpus() {
 }
 
 print_env() {
-  local lib=$VENV/lib/python3*/site-packages/torch/lib
-  lib=$(echo $lib)
   echo "export LIBTORCH_USE_PYTORCH=1"
   echo "export VIRTUAL_ENV=$VENV"
   echo "export PATH=$VENV/bin:\$PATH"
-  echo "export LD_LIBRARY_PATH=$lib\${LD_LIBRARY_PATH:+:\$LD_LIBRARY_PATH}"
+  echo "export CARGO_TARGET_DIR=\${CARGO_TARGET_DIR:-$CACHE/target}"
   echo "export PGPRUNE_MODEL=$CACHE/model/$MODEL_FILE"
   echo "export PGPRUNE_BROWN=$CACHE/brown"
 }
