@@ -8,6 +8,7 @@
 //! probabilities back onto the sparsity budget ([`MaskPolicy`]).
 
 pub mod error;
+pub mod models;
 pub mod oracle;
 pub mod units;
 

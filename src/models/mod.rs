@@ -1,0 +1,3 @@
+//! Model adapters: weight readers and the LLaMA-family architecture.
+
+pub mod weights;
