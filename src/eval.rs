@@ -23,7 +23,7 @@ pub struct Perplexity {
 }
 
 impl Perplexity {
-    /// Whether every token loss was finite, so that `ppl` is meaningful.
+    /// Checks whether every token loss was finite, so that `ppl` is meaningful.
     pub fn is_finite(&self) -> bool {
         self.non_finite_tokens == 0 && self.ppl.is_finite()
     }
@@ -46,6 +46,7 @@ where
     if batch_size == 0 {
         return Err(Error::invalid("batch size", batch_size, "must be at least 1"));
     }
+
     let _no_grad = tch::no_grad_guard();
     let mut total_nll = 0.0f64;
     let mut non_finite_tokens = 0usize;
@@ -64,6 +65,7 @@ where
         }
         start += batch_len;
     }
+
     let tokens = num_windows as usize * (seq_len as usize - 1);
     let mean_nll = total_nll / tokens as f64;
     if non_finite_tokens > 0 {

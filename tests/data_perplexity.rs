@@ -1,4 +1,4 @@
-//! Perplexity against models whose answer is known in closed form.
+//! Perplexity against models whose perplexity is known in closed form.
 
 use approx::assert_relative_eq;
 use pgprune::eval::perplexity;
@@ -13,7 +13,7 @@ const CERTAIN_LOGIT: f64 = 100.0;
 /// (about 6e-8 relative, times ln VOCAB < 3), with a wide margin.
 const F32_PPL_TOLERANCE: f64 = 1e-5;
 
-/// Window `w` holds tokens `(w + t) % VOCAB`.
+/// Window `w` contains tokens `(w + t) % VOCAB`.
 fn windows(num_windows: i64, seq_len: i64) -> Tensor {
     let rows = Tensor::arange(num_windows, (Kind::Int64, tch::Device::Cpu)).unsqueeze(1);
     let cols = Tensor::arange(seq_len, (Kind::Int64, tch::Device::Cpu)).unsqueeze(0);

@@ -19,7 +19,7 @@ const FIRST_WORD_ID: u32 = 3;
 const BOS_ID: u32 = 1;
 const EOS_ID: u32 = 2;
 
-/// A whitespace word-level tokenizer; `with_bos` adds a post-processor that
+/// Builds a whitespace word-level tokenizer. With `with_bos`, a post-processor
 /// puts `<s>` before every sequence when special tokens are requested.
 fn word_tokenizer(with_bos: bool) -> Tokenizer {
     let mut vocab = vec![
@@ -59,7 +59,7 @@ fn to_vec(tensor: &Tensor) -> Vec<i64> {
     Vec::<i64>::try_from(tensor.reshape([-1])).unwrap()
 }
 
-/// A stream 0, 1, 2, ... so that a window's content reveals its start.
+/// Builds the stream 0, 1, 2, ... so that a window's content reveals its start.
 fn counting_stream(len: usize) -> Vec<i64> {
     (0..len as i64).collect()
 }
@@ -97,7 +97,7 @@ fn stream_adds_special_tokens_only_when_asked() {
 
 #[test]
 fn stream_spans_encode_chunks() {
-    // More documents than one encode chunk holds, so chunk joins are covered.
+    // More documents than one encode chunk contains, so chunk joins are covered.
     let tokenizer = word_tokenizer(false);
     let docs: Vec<String> = (0..2500).map(|i| WORDS[i % WORDS.len()].to_string()).collect();
     let options = TokenizeOptions {
@@ -154,7 +154,7 @@ fn sampler_successive_batches_differ() {
 
 #[test]
 fn sampler_reaches_both_ends() {
-    // A stream one token longer than a window has two start positions; 64
+    // A stream one token longer than a window has two start positions, and 64
     // draws miss one of them with probability 2^-63.
     let sampler = CalibrationSampler::new(counting_stream(9), 8, 64).unwrap();
     let starts: Vec<i64> = to_vec(&sampler.sample(&mut ChaCha8Rng::seed_from_u64(1)))

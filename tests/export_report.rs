@@ -32,7 +32,7 @@ fn layer(layer: usize, heads: usize, channels: usize) -> LayerKept {
     }
 }
 
-/// The trimmed contents of every `<text>` element of an SVG document.
+/// Collects the trimmed contents of every `<text>` element of an SVG document.
 fn svg_texts(svg: &str) -> Vec<String> {
     svg.split("<text")
         .skip(1)

@@ -12,7 +12,7 @@ fn is_tag_char(c: char) -> bool {
     c.is_ascii_lowercase() || c.is_ascii_digit() || "-$+*.,:;()'`".contains(c)
 }
 
-/// Whether `token` has the `word/tag` shape of a Brown token.
+/// Checks whether `token` has the `word/tag` shape of a Brown token.
 pub(crate) fn looks_tagged(token: &str) -> bool {
     match token.rsplit_once('/') {
         Some((word, tag)) => !word.is_empty() && !tag.is_empty() && tag.chars().all(is_tag_char),

@@ -42,7 +42,7 @@ const SNIFF_LINES: usize = 20;
 /// has even one slash per ten words, and every Brown token has one.
 const BROWN_MIN_TAGGED_FRACTION: f64 = 0.9;
 
-/// How the files of a corpus are laid out.
+/// File format of a corpus.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum CorpusFormat {

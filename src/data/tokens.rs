@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 /// enough documents to share out.
 const ENCODE_CHUNK_DOCUMENTS: usize = 1024;
 
-/// What goes between two documents in a token stream.
+/// Separator placed between two documents in a token stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DocumentSeparator {
     /// The tokens of this text. It is encoded on its own, so merges across a
@@ -23,14 +23,14 @@ pub enum DocumentSeparator {
 }
 
 impl Default for DocumentSeparator {
-    /// A blank line, `"\n\n"`: the separator of the evaluation protocol,
+    /// Returns a blank line, `"\n\n"`, the separator of the evaluation protocol,
     /// which any tokenizer can encode without knowing its special tokens.
     fn default() -> Self {
         DocumentSeparator::Text("\n\n".to_string())
     }
 }
 
-/// How documents are encoded into a token stream.
+/// Options for encoding documents into a token stream.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TokenizeOptions {
     /// Whether the tokenizer's post-processor adds its special tokens (a BOS
@@ -87,7 +87,8 @@ fn encode_one(tokenizer: &Tokenizer, text: &str, add_special_tokens: bool) -> Re
     Ok(encoding.get_ids().iter().map(|&id| i64::from(id)).collect())
 }
 
-/// The tokenizer without padding or truncation, cloned only when it has them.
+/// Returns the tokenizer without padding or truncation, cloned only when it
+/// has either.
 fn plain_tokenizer(tokenizer: &Tokenizer) -> Result<Cow<'_, Tokenizer>> {
     if tokenizer.get_padding().is_none() && tokenizer.get_truncation().is_none() {
         return Ok(Cow::Borrowed(tokenizer));

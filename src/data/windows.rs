@@ -163,6 +163,7 @@ pub fn windows_from_tokens(
             ));
         }
     }
+
     let total_tokens = tokens.len();
     let available = max_tokens.map_or(total_tokens, |cap| cap.min(total_tokens));
     if available < seq_len {
@@ -172,6 +173,7 @@ pub fn windows_from_tokens(
             hint: "add evaluation text or shorten the sequence length".into(),
         });
     }
+
     let num_windows = available / seq_len;
     let used = num_windows * seq_len;
     let dropped_tail_tokens = available - used;

@@ -18,7 +18,7 @@ use crate::error::{Error, Result};
 /// Tells apart the temporary names of one process.
 static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
-/// A hidden sibling of `target` that no other writer uses:
+/// Builds a hidden sibling path of `target` that no other writer uses:
 /// `.NAME.KIND.PID.COUNTER`.
 fn sibling_temp_path(target: &Path, kind: &str) -> Result<PathBuf> {
     let name = target.file_name().ok_or_else(|| {
@@ -37,7 +37,7 @@ fn sibling_temp_path(target: &Path, kind: &str) -> Result<PathBuf> {
     Ok(target.with_file_name(temp_name))
 }
 
-/// The folder that contains `path`, `.` for a bare file name.
+/// Returns the folder that contains `path`, `.` for a bare file name.
 fn parent_dir(path: &Path) -> &Path {
     match path.parent() {
         Some(parent) if !parent.as_os_str().is_empty() => parent,
@@ -89,8 +89,8 @@ pub fn write_json_atomic<T: Serialize + ?Sized>(path: impl AsRef<Path>, value: &
     write_atomic(path, &json)
 }
 
-/// Whether `path` is missing or an empty folder. A file there counts as not
-/// empty.
+/// Checks whether `path` is missing or an empty folder. A file there counts
+/// as not empty.
 fn is_absent_or_empty_dir(path: &Path) -> Result<bool> {
     match fs::symlink_metadata(path) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(true),
@@ -141,13 +141,13 @@ impl OutputDir {
         })
     }
 
-    /// The folder the output ends up in.
+    /// Returns the folder the output is moved to on commit.
     pub fn target(&self) -> &Path {
         &self.target
     }
 
-    /// Where `relative` is staged until the commit, for writers that need a
-    /// path of their own. Its parent folders are created.
+    /// Returns the staging path of `relative`, for writers that need a path of
+    /// their own, after creating its parent folders.
     ///
     /// Returns an error if `relative` is absolute or leaves the folder.
     pub fn path(&self, relative: impl AsRef<Path>) -> Result<PathBuf> {

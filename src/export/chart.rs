@@ -116,7 +116,7 @@ fn fraction(kept: usize, total: usize) -> Option<f64> {
     (total > 0).then(|| kept as f64 / total as f64)
 }
 
-/// A bar centred on `x`.
+/// Builds a bar centred on `x`.
 fn bar(x: f64, height: f64, color: RGBColor) -> Rectangle<(f64, f64)> {
     Rectangle::new(
         [(x - BAR_HALF_WIDTH, 0.0), (x + BAR_HALF_WIDTH, height)],

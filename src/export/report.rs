@@ -13,7 +13,7 @@ use crate::units::{UnitKind, UnitSpace};
 /// any threshold strictly between them reads them the same.
 const KEEP_THRESHOLD: f32 = 0.5;
 
-/// What a pruning run did and what it measured.
+/// Summary of one pruning run: its settings, its cost and its measurements.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Report {
     /// Fraction of the budgeted units removed, `1 - keep ratio`.
@@ -141,7 +141,7 @@ pub fn kept_per_layer(space: &UnitSpace, mask: &Tensor) -> Result<Vec<LayerKept>
 }
 
 /// Median of `values`, the mean of the two middle values for an even count,
-/// NaN for none. NaN values sort last.
+/// NaN for none. NaN inputs are ordered by [`f64::total_cmp`].
 pub fn median(values: &[f64]) -> f64 {
     if values.is_empty() {
         return f64::NAN;
