@@ -44,7 +44,11 @@ where
 {
     let (num_windows, seq_len) = check_windows(windows)?;
     if batch_size == 0 {
-        return Err(Error::invalid("batch size", batch_size, "must be at least 1"));
+        return Err(Error::invalid(
+            "batch size",
+            batch_size,
+            "must be at least 1",
+        ));
     }
 
     let _no_grad = tch::no_grad_guard();

@@ -44,7 +44,11 @@ fn brown_folder_reads_every_text_file() {
     assert_eq!(last, "cr09");
     let tagged = docs
         .iter()
-        .filter(|d| d.text.split_whitespace().any(|w| w.ends_with("/at") || w.ends_with("/nn")))
+        .filter(|d| {
+            d.text
+                .split_whitespace()
+                .any(|w| w.ends_with("/at") || w.ends_with("/nn"))
+        })
         .count();
     assert_eq!(tagged, 0, "documents with tags left");
     let words: usize = docs.iter().map(|d| d.text.split_whitespace().count()).sum();

@@ -22,7 +22,10 @@ fn windows(num_windows: i64, seq_len: i64) -> Tensor {
 
 fn uniform_logits(ids: &Tensor) -> pgprune::Result<Tensor> {
     let (batch, seq) = ids.size2()?;
-    Ok(Tensor::zeros([batch, seq, VOCAB], (Kind::Float, tch::Device::Cpu)))
+    Ok(Tensor::zeros(
+        [batch, seq, VOCAB],
+        (Kind::Float, tch::Device::Cpu),
+    ))
 }
 
 /// Puts [`CERTAIN_LOGIT`] on the next token of every position.
@@ -35,7 +38,11 @@ fn oracle_logits(ids: &Tensor) -> pgprune::Result<Tensor> {
 fn uniform_model_scores_vocab_size() {
     let result = perplexity(&windows(6, 9), 4, uniform_logits).unwrap();
     assert_relative_eq!(result.ppl, VOCAB as f64, max_relative = F32_PPL_TOLERANCE);
-    assert_relative_eq!(result.mean_nll, (VOCAB as f64).ln(), max_relative = F32_PPL_TOLERANCE);
+    assert_relative_eq!(
+        result.mean_nll,
+        (VOCAB as f64).ln(),
+        max_relative = F32_PPL_TOLERANCE
+    );
     assert!(result.is_finite());
 }
 
@@ -99,7 +106,10 @@ fn non_finite_loss_is_counted() {
 fn wrong_logit_shape_is_rejected() {
     let result = perplexity(&windows(2, 5), 2, |ids| {
         let (batch, _) = ids.size2()?;
-        Ok(Tensor::zeros([batch, 4, VOCAB], (Kind::Float, tch::Device::Cpu)))
+        Ok(Tensor::zeros(
+            [batch, 4, VOCAB],
+            (Kind::Float, tch::Device::Cpu),
+        ))
     });
     match result {
         Err(Error::Shape { found, .. }) => assert_eq!(found, vec![2, 4, VOCAB]),
@@ -122,7 +132,10 @@ fn model_error_propagates() {
     let result = perplexity(&windows(2, 5), 1, |_ids| {
         Err(Error::invalid("model", "broken", "a working model"))
     });
-    assert!(matches!(result, Err(Error::InvalidArgument { name: "model", .. })));
+    assert!(matches!(
+        result,
+        Err(Error::InvalidArgument { name: "model", .. })
+    ));
 }
 
 #[test]
@@ -130,9 +143,18 @@ fn bad_inputs_are_rejected() {
     let zero_batch = perplexity(&windows(2, 5), 0, uniform_logits);
     assert!(matches!(zero_batch, Err(Error::InvalidArgument { .. })));
     let flat = Tensor::from_slice(&[1i64, 2, 3]);
-    assert!(matches!(perplexity(&flat, 1, uniform_logits), Err(Error::Shape { .. })));
+    assert!(matches!(
+        perplexity(&flat, 1, uniform_logits),
+        Err(Error::Shape { .. })
+    ));
     let single_token = Tensor::from_slice(&[1i64, 2]).view([2, 1]);
-    assert!(matches!(perplexity(&single_token, 1, uniform_logits), Err(Error::Shape { .. })));
+    assert!(matches!(
+        perplexity(&single_token, 1, uniform_logits),
+        Err(Error::Shape { .. })
+    ));
     let floats = Tensor::zeros([2, 5], (Kind::Float, tch::Device::Cpu));
-    assert!(matches!(perplexity(&floats, 1, uniform_logits), Err(Error::InvalidArgument { .. })));
+    assert!(matches!(
+        perplexity(&floats, 1, uniform_logits),
+        Err(Error::InvalidArgument { .. })
+    ));
 }

@@ -8,7 +8,8 @@ use flate2::Compression;
 use pgprune::data::{corpus_files, detect_format, read_corpora, read_corpus, CorpusFormat};
 use pgprune::Error;
 
-const WIKI_RAW: &str = " \n = Robert Boulter = \n \n Robert Boulter is an English film @-@ and television actor . \n";
+const WIKI_RAW: &str =
+    " \n = Robert Boulter = \n \n Robert Boulter is an English film @-@ and television actor . \n";
 const BROWN: &str = "\n\n\tThe/at Fulton/np-tl County/nn-tl said/vbd ``/`` no/at evidence/nn ''/'' ./.\n\n\n\tIt/pps did/dod n't/* ,/, however/rb ./.\nHe/pps left/vbd ./.\n";
 
 fn write(dir: &Path, name: &str, contents: &[u8]) -> PathBuf {
@@ -47,7 +48,11 @@ fn text_keeps_wikitext_lines() {
     assert_eq!(docs[0], "");
     assert_eq!(docs[1], " = Robert Boulter = \n");
     assert_eq!(docs[2], "");
-    assert!(docs[3].contains("film @-@ and"), "escapes must stay: {:?}", docs[3]);
+    assert!(
+        docs[3].contains("film @-@ and"),
+        "escapes must stay: {:?}",
+        docs[3]
+    );
 }
 
 #[test]
@@ -74,7 +79,10 @@ fn json_lines_reads_gzip_shard() {
     let dir = tempfile::tempdir().unwrap();
     let body = "{\"text\": \"one\"}\n{\"text\": \"two\"}\n{\"text\": \"three\"}\n";
     let file = write(dir.path(), "c4-train.00000-of-01024.json.gz", &gzip(body));
-    assert_eq!(texts(&file, CorpusFormat::Auto), vec!["one", "two", "three"]);
+    assert_eq!(
+        texts(&file, CorpusFormat::Auto),
+        vec!["one", "two", "three"]
+    );
 }
 
 #[test]
@@ -94,7 +102,11 @@ fn auto_detects_each_format() {
     let dir = tempfile::tempdir().unwrap();
     let brown = write(dir.path(), "ca01", BROWN.as_bytes());
     let wiki = write(dir.path(), "wiki.test.raw", WIKI_RAW.as_bytes());
-    let slashes = write(dir.path(), "prose.txt", b"He and/or she went home and slept.\n");
+    let slashes = write(
+        dir.path(),
+        "prose.txt",
+        b"He and/or she went home and slept.\n",
+    );
     let jsonl = write(dir.path(), "a.jsonl", b"{\"text\": \"x\"}\n");
     let gz = write(dir.path(), "b.gz", &gzip("{\"text\": \"x\"}\n"));
     assert_eq!(detect_format(&brown).unwrap(), CorpusFormat::Brown);
@@ -109,9 +121,20 @@ fn folder_mixes_formats_and_skips_metadata() {
     let dir = tempfile::tempdir().unwrap();
     write(dir.path(), "ca01", BROWN.as_bytes());
     write(dir.path(), "b.jsonl", b"{\"text\": \"from jsonl\"}\n");
-    write(dir.path(), "c.json.gz", &gzip("{\"text\": \"from gzip\"}\n"));
+    write(
+        dir.path(),
+        "c.json.gz",
+        &gzip("{\"text\": \"from gzip\"}\n"),
+    );
     write(dir.path(), "a.txt", b"plain line\n");
-    for skipped in ["README", "CONTENTS", "cats.txt", "package.json", ".hidden", "LICENSE.md"] {
+    for skipped in [
+        "README",
+        "CONTENTS",
+        "cats.txt",
+        "package.json",
+        ".hidden",
+        "LICENSE.md",
+    ] {
         write(dir.path(), skipped, b"{not a corpus");
     }
     std::fs::create_dir(dir.path().join("nested")).unwrap();
@@ -168,7 +191,11 @@ fn invalid_json_names_file_and_line() {
 #[test]
 fn missing_text_field_is_named() {
     let dir = tempfile::tempdir().unwrap();
-    let file = write(dir.path(), "bad.jsonl", b"{\"text\": \"ok\"}\n{\"body\": \"no\"}\n");
+    let file = write(
+        dir.path(),
+        "bad.jsonl",
+        b"{\"text\": \"ok\"}\n{\"body\": \"no\"}\n",
+    );
     let (path, reason) = format_reason(read_corpus(&file, CorpusFormat::JsonLines));
     assert_eq!(path, file);
     assert!(reason.starts_with("line 2:"), "{reason}");
@@ -195,7 +222,9 @@ fn corrupt_gzip_is_format_error() {
 #[test]
 fn truncated_gzip_is_format_error() {
     let dir = tempfile::tempdir().unwrap();
-    let body: String = (0..200).map(|i| format!("{{\"text\": \"line {i}\"}}\n")).collect();
+    let body: String = (0..200)
+        .map(|i| format!("{{\"text\": \"line {i}\"}}\n"))
+        .collect();
     let compressed = gzip(&body);
     let cut = &compressed[..compressed.len() / 2];
     let file = write(dir.path(), "cut.json.gz", cut);
@@ -224,8 +253,14 @@ fn folder_without_corpus_files_is_rejected() {
 
 #[test]
 fn format_names_parse() {
-    assert_eq!("jsonl".parse::<CorpusFormat>().unwrap(), CorpusFormat::JsonLines);
-    assert_eq!("Brown".parse::<CorpusFormat>().unwrap(), CorpusFormat::Brown);
+    assert_eq!(
+        "jsonl".parse::<CorpusFormat>().unwrap(),
+        CorpusFormat::JsonLines
+    );
+    assert_eq!(
+        "Brown".parse::<CorpusFormat>().unwrap(),
+        CorpusFormat::Brown
+    );
     assert_eq!("text".parse::<CorpusFormat>().unwrap(), CorpusFormat::Text);
     assert_eq!("auto".parse::<CorpusFormat>().unwrap(), CorpusFormat::Auto);
     let error = "parquet".parse::<CorpusFormat>().unwrap_err().to_string();

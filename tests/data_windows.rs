@@ -4,7 +4,7 @@
 use std::str::FromStr;
 
 use pgprune::data::{
-    evaluation_windows, tokenize_documents, windows_from_tokens, CalibrationSampler,
+    evaluation_windows, tokenize_documents, windows_from_tokens, CalibrationSampler, Document,
     DocumentSeparator, TokenizeOptions, DEFAULT_EVAL_SEQ_LEN,
 };
 use pgprune::Error;
@@ -51,7 +51,10 @@ fn word_tokenizer(with_bos: bool) -> Tokenizer {
 }
 
 fn id(word: &str) -> i64 {
-    let index = WORDS.iter().position(|w| *w == word).expect("word in vocabulary");
+    let index = WORDS
+        .iter()
+        .position(|w| *w == word)
+        .expect("word in vocabulary");
     i64::from(FIRST_WORD_ID) + index as i64
 }
 
@@ -73,7 +76,10 @@ fn stream_joins_documents_with_separator_token() {
     };
     let stream = tokenize_documents(&tokenizer, &["the cat sat", "a dog"], &options).unwrap();
     let eos = i64::from(EOS_ID);
-    assert_eq!(stream, vec![id("the"), id("cat"), id("sat"), eos, id("a"), id("dog")]);
+    assert_eq!(
+        stream,
+        vec![id("the"), id("cat"), id("sat"), eos, id("a"), id("dog")]
+    );
 }
 
 #[test]
@@ -99,7 +105,9 @@ fn stream_adds_special_tokens_only_when_asked() {
 fn stream_spans_encode_chunks() {
     // More documents than one encode chunk contains, so chunk joins are covered.
     let tokenizer = word_tokenizer(false);
-    let docs: Vec<String> = (0..2500).map(|i| WORDS[i % WORDS.len()].to_string()).collect();
+    let docs: Vec<String> = (0..2500)
+        .map(|i| WORDS[i % WORDS.len()].to_string())
+        .collect();
     let options = TokenizeOptions {
         add_special_tokens: false,
         separator: DocumentSeparator::Token(EOS_ID),
@@ -168,7 +176,11 @@ fn sampler_reaches_both_ends() {
 #[test]
 fn sampler_rejects_short_corpus() {
     match CalibrationSampler::new(counting_stream(10), 128, 8) {
-        Err(Error::Corpus { found, needed, hint }) => {
+        Err(Error::Corpus {
+            found,
+            needed,
+            hint,
+        }) => {
             assert_eq!(found, 10);
             assert_eq!(needed, 128);
             assert!(!hint.is_empty());
@@ -264,4 +276,28 @@ fn evaluation_encodes_joined_text_once() {
         id("a"),
     ];
     assert_eq!(ids, expected);
+}
+
+#[test]
+fn documents_tokenise_directly() {
+    let tokenizer = word_tokenizer(false);
+    let docs = vec![
+        Document {
+            text: "the cat".into(),
+            source: "a.txt".into(),
+        },
+        Document {
+            text: "sat".into(),
+            source: "a.txt".into(),
+        },
+    ];
+    let options = TokenizeOptions {
+        add_special_tokens: false,
+        separator: DocumentSeparator::Token(EOS_ID),
+    };
+    let stream = tokenize_documents(&tokenizer, &docs, &options).unwrap();
+    assert_eq!(
+        stream,
+        vec![id("the"), id("cat"), i64::from(EOS_ID), id("sat")]
+    );
 }

@@ -50,14 +50,20 @@ fn output_dir_appears_only_on_commit() {
     let target = dir.path().join("pruned");
     let output = OutputDir::create(&target, false).unwrap();
     output.write("config.json", b"{}").unwrap();
-    output.write_json("nested/report.json", &serde_json::json!({"ok": true})).unwrap();
+    output
+        .write_json("nested/report.json", &serde_json::json!({"ok": true}))
+        .unwrap();
     assert!(!target.exists(), "target visible before commit");
 
     let committed = output.commit().unwrap();
     assert_eq!(committed, target);
     assert_eq!(std::fs::read(target.join("config.json")).unwrap(), b"{}");
     assert!(target.join("nested/report.json").is_file());
-    assert_eq!(names_in(dir.path()), vec!["pruned"], "staging folder left behind");
+    assert_eq!(
+        names_in(dir.path()),
+        vec!["pruned"],
+        "staging folder left behind"
+    );
 }
 
 #[test]
@@ -109,7 +115,11 @@ fn output_dir_overwrites_when_allowed() {
     output.write("new.txt", b"new").unwrap();
     output.commit().unwrap();
     assert_eq!(names_in(&target), vec!["new.txt"]);
-    assert_eq!(names_in(dir.path()), vec!["pruned"], "old folder left behind");
+    assert_eq!(
+        names_in(dir.path()),
+        vec!["pruned"],
+        "old folder left behind"
+    );
 }
 
 #[test]

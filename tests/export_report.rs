@@ -82,7 +82,10 @@ fn kept_counts_mask_per_layer() {
     assert_eq!(kept.len(), LAYERS);
     assert_eq!(kept[0], layer(0, HEADS, CHANNELS));
     assert_eq!(kept[1].heads, 0);
-    assert!(!kept[1].attention_block, "a layer without heads loses its attention block");
+    assert!(
+        !kept[1].attention_block,
+        "a layer without heads loses its attention block"
+    );
     assert!(kept[1].mlp_block);
     assert_eq!(kept[2].channels, CHANNELS - 5);
     assert_eq!(kept[2].channels_total, CHANNELS);
@@ -115,7 +118,10 @@ fn report_round_trips_through_json() {
     let text = std::fs::read_to_string(&path).unwrap();
     let value: serde_json::Value = serde_json::from_str(&text).unwrap();
     assert_eq!(value["ppl"]["dense"], 12.5);
-    assert!(value["ppl"]["final"].is_null(), "NaN must be written as null");
+    assert!(
+        value["ppl"]["final"].is_null(),
+        "NaN must be written as null"
+    );
     assert_eq!(value["kept"][1]["heads"], 0);
     assert_eq!(value["settings"]["seed"], 7);
     assert_eq!(value["params"]["after"], 800);
@@ -186,5 +192,8 @@ fn chart_file_is_written() {
 
 #[test]
 fn chart_rejects_no_layers() {
-    assert!(matches!(kept_chart_svg(&[], "x"), Err(Error::InvalidArgument { .. })));
+    assert!(matches!(
+        kept_chart_svg(&[], "x"),
+        Err(Error::InvalidArgument { .. })
+    ));
 }

@@ -22,8 +22,8 @@ pub(crate) fn looks_tagged(token: &str) -> bool {
 
 /// Words written without a space before them.
 const ATTACH_LEFT: [&str; 19] = [
-    ",", ".", ";", ":", "!", "?", ")", "]", "}", "%", "'s", "'re", "'ve", "'ll", "'d", "'m",
-    "n't", "...", "''",
+    ",", ".", ";", ":", "!", "?", ")", "]", "}", "%", "'s", "'re", "'ve", "'ll", "'d", "'m", "n't",
+    "...", "''",
 ];
 
 /// Words written without a space after them.
@@ -104,7 +104,8 @@ mod tests {
 
     #[test]
     fn sentence_spaces_quotes_and_punctuation() {
-        let line = "He/pps said/vbd ,/, ``/`` no/at (/( sir/nn )/) ''/'' !/. It/pps is/bez n't/* ./.";
+        let line =
+            "He/pps said/vbd ,/, ``/`` no/at (/( sir/nn )/) ''/'' !/. It/pps is/bez n't/* ./.";
         assert_eq!(
             detokenize_sentence(line),
             "He said, \"no (sir)\"! It isn't."

@@ -109,6 +109,13 @@ pub struct Document {
     pub source: PathBuf,
 }
 
+impl AsRef<str> for Document {
+    /// Lets documents go straight to the tokenising functions.
+    fn as_ref(&self) -> &str {
+        &self.text
+    }
+}
+
 /// Reads every document under `paths` in order. See [`read_corpus`].
 pub fn read_corpora<P: AsRef<Path>>(paths: &[P], format: CorpusFormat) -> Result<Vec<Document>> {
     let mut documents = Vec::new();
@@ -197,7 +204,10 @@ pub fn detect_format(file: &Path) -> Result<CorpusFormat> {
         .file_name()
         .map(|n| n.to_string_lossy().to_ascii_lowercase())
         .unwrap_or_default();
-    if [".jsonl", ".json", ".gz"].iter().any(|ext| name.ends_with(ext)) {
+    if [".jsonl", ".json", ".gz"]
+        .iter()
+        .any(|ext| name.ends_with(ext))
+    {
         return Ok(CorpusFormat::JsonLines);
     }
     let reader = BufReader::new(File::open(file).map_err(|e| Error::io(file, e))?);

@@ -76,7 +76,11 @@ pub fn tokenize_documents<S: AsRef<str>>(
 }
 
 /// Encodes one text as a whole, with special tokens if asked.
-pub fn tokenize_text(tokenizer: &Tokenizer, text: &str, add_special_tokens: bool) -> Result<Vec<i64>> {
+pub fn tokenize_text(
+    tokenizer: &Tokenizer,
+    text: &str,
+    add_special_tokens: bool,
+) -> Result<Vec<i64>> {
     encode_one(&*plain_tokenizer(tokenizer)?, text, add_special_tokens)
 }
 

@@ -47,7 +47,11 @@ impl CalibrationSampler {
     pub fn new(tokens: Vec<i64>, seq_len: usize, batch_size: usize) -> Result<Self> {
         check_seq_len(seq_len)?;
         if batch_size == 0 {
-            return Err(Error::invalid("batch size", batch_size, "must be at least 1"));
+            return Err(Error::invalid(
+                "batch size",
+                batch_size,
+                "must be at least 1",
+            ));
         }
         if tokens.len() < seq_len {
             return Err(Error::Corpus {

@@ -127,7 +127,8 @@ fn bar(x: f64, height: f64, color: RGBColor) -> Rectangle<(f64, f64)> {
 /// Labels whole layer numbers and leaves any other tick blank.
 fn layer_label(x: f64, num_layers: usize) -> String {
     let rounded = x.round();
-    let is_layer = (x - rounded).abs() < LAYER_TICK_TOLERANCE && rounded >= 0.0 && rounded < num_layers as f64;
+    let is_layer =
+        (x - rounded).abs() < LAYER_TICK_TOLERANCE && rounded >= 0.0 && rounded < num_layers as f64;
     if is_layer {
         format!("{}", rounded as usize)
     } else {

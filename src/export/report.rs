@@ -109,7 +109,12 @@ pub fn kept_per_layer(space: &UnitSpace, mask: &Tensor) -> Result<Vec<LayerKept>
         });
     }
     let values = Vec::<f32>::try_from(mask.f_to_kind(Kind::Float)?.f_to_device(tch::Device::Cpu)?)?;
-    let num_layers = space.groups().iter().map(|g| g.layer + 1).max().unwrap_or(0);
+    let num_layers = space
+        .groups()
+        .iter()
+        .map(|g| g.layer + 1)
+        .max()
+        .unwrap_or(0);
     let count = |kind: UnitKind, layer: usize| -> (usize, usize) {
         space.group(kind, layer).map_or((0, 0), |g| {
             let kept = values[g.offset..g.offset + g.len]
