@@ -95,6 +95,15 @@ pub enum Error {
     /// The tokenizer failed to load or to encode text.
     #[error("tokenizer error: {0}")]
     Tokenizer(String),
+
+    /// An output folder already has files in it and overwriting was not
+    /// allowed.
+    #[error("output folder {path} already exists and is not empty; choose another folder or allow overwriting it (the `overwrite` option)")]
+    OutputExists { path: PathBuf },
+
+    /// Drawing a chart failed.
+    #[error("cannot draw chart: {reason}")]
+    Chart { reason: String },
 }
 
 /// The crate's result type.

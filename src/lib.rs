@@ -7,7 +7,10 @@
 //! ([`GradientEstimator`]), takes an optimiser step and projects the
 //! probabilities back onto the sparsity budget ([`MaskPolicy`]).
 
+pub mod data;
 pub mod error;
+pub mod eval;
+pub mod export;
 pub mod models;
 pub mod oracle;
 pub mod units;
