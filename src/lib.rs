@@ -10,6 +10,7 @@
 pub mod error;
 pub mod models;
 pub mod oracle;
+pub mod tokenizer;
 pub mod units;
 
 pub use error::{Error, Result};
