@@ -46,7 +46,7 @@ fn smollm2_config_values() {
     assert_eq!(get("bos_token_id"), Value::from(1));
     assert_eq!(get("eos_token_id"), Value::from(2));
     let eps = get("rms_norm_eps").as_f64().expect("eps");
-    // The file stores 1e-5 as f32, which is 1e-5 to about 3e-13.
+    // The file stores 1e-5 as the nearest f32, which is 2.5e-13 away.
     approx::assert_abs_diff_eq!(eps, 1e-5, epsilon = 1e-12);
     assert!(config.get("head_dim").is_none(), "no attention.key_length in this file");
 }

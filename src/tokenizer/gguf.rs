@@ -12,7 +12,7 @@
 //!   has none, derived from the token scores.
 //!
 //! One difference: BOS is prepended only when `tokenizer.ggml.add_bos_token`
-//! says so (as llama.cpp does), while transformers' GGUF loader prepends it
+//! is true (as llama.cpp does), while transformers' GGUF loader prepends it
 //! regardless.
 
 use std::collections::HashMap;
@@ -60,7 +60,7 @@ pub(super) fn tokenizer_model(file: &GgufFile) -> Result<TokenizerModel> {
     }
 }
 
-/// Whether BOS is prepended: `tokenizer.ggml.add_bos_token`, else llama.cpp's
+/// Returns whether BOS is prepended: `tokenizer.ggml.add_bos_token`, else llama.cpp's
 /// default for the vocabulary kind (true for SentencePiece, false for GPT-2).
 pub(super) fn adds_bos(file: &GgufFile, model: TokenizerModel) -> bool {
     bool_key(file, "tokenizer.ggml.add_bos_token")

@@ -97,7 +97,7 @@ fn vocab_size(file: &GgufFile, arch: &str) -> Result<u64> {
     }
 }
 
-/// The `rope_scaling` object from `{arch}.rope.scaling.*`, if the file sets
+/// Builds the `rope_scaling` object from `{arch}.rope.scaling.*`, if the file sets
 /// a scaling type other than `none`.
 fn rope_scaling(file: &GgufFile, arch: &str) -> Option<Value> {
     let get = |suffix: &str| file.get(&format!("{arch}.rope.scaling.{suffix}"));

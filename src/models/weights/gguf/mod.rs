@@ -54,7 +54,7 @@ impl GgufFile {
     ///
     /// Returns [`Error::Io`] if the file cannot be opened and
     /// [`Error::Format`] if it is not a valid GGUF v2/v3 file, is truncated,
-    /// or holds a tensor type this crate cannot dequantise.
+    /// or contains a tensor type this crate cannot dequantise.
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
         let file = File::open(&path).map_err(|e| Error::io(&path, e))?;
@@ -91,7 +91,7 @@ impl GgufFile {
         })
     }
 
-    /// The file's path.
+    /// Returns the file's path.
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -111,12 +111,12 @@ impl GgufFile {
         self.data_offset
     }
 
-    /// All metadata key/value pairs.
+    /// Returns all metadata key/value pairs.
     pub fn metadata(&self) -> &BTreeMap<String, MetadataValue> {
         &self.metadata
     }
 
-    /// The metadata value under `key`, if present.
+    /// Returns the metadata value under `key`, if present.
     pub fn get(&self, key: &str) -> Option<&MetadataValue> {
         self.metadata.get(key)
     }
@@ -126,12 +126,12 @@ impl GgufFile {
         &self.tensors
     }
 
-    /// The info of llama.cpp tensor `gguf_name`, if present.
+    /// Returns the info of llama.cpp tensor `gguf_name`, if present.
     pub fn tensor_info(&self, gguf_name: &str) -> Option<&TensorInfo> {
         self.by_name.get(gguf_name).map(|&i| &self.tensors[i])
     }
 
-    /// The stored bytes of llama.cpp tensor `gguf_name`.
+    /// Returns the stored bytes of llama.cpp tensor `gguf_name`.
     pub fn raw_data(&self, gguf_name: &str) -> Result<&[u8]> {
         let info = self.tensor_info(gguf_name).ok_or_else(|| Error::MissingTensor {
             name: gguf_name.to_string(),
@@ -160,14 +160,14 @@ impl GgufFile {
         })
     }
 
-    /// The `general.architecture` string, or an error if it is missing.
+    /// Returns the `general.architecture` string, or an error if it is missing.
     pub fn architecture(&self) -> Result<&str> {
         self.get("general.architecture")
             .and_then(MetadataValue::as_str)
             .ok_or_else(|| self.format_error("metadata key 'general.architecture' is missing or not a string"))
     }
 
-    /// A Hugging Face `config.json` style object built from the metadata.
+    /// Builds a Hugging Face `config.json` style object from the metadata.
     ///
     /// Returns [`Error::Format`] for an architecture other than `llama` and
     /// [`Error::Config`] for a missing or invalid hyperparameter.
@@ -228,7 +228,7 @@ impl GgufFile {
                 )))
             }
         };
-        if rows % (2 * n_heads) != 0 {
+        if n_heads.checked_mul(2).map_or(true, |pair_rows| rows % pair_rows != 0) {
             return Err(self.format_error(&format!(
                 "tensor '{gguf_name}' has {rows} rows, not a multiple of 2 x {n_heads} heads, so its RoPE permutation cannot be undone"
             )));
@@ -237,7 +237,7 @@ impl GgufFile {
     }
 }
 
-/// The Hugging Face shape of a tensor: GGUF dims reversed.
+/// Returns the Hugging Face shape of a tensor, its GGUF dims reversed.
 fn hf_shape(info: &TensorInfo) -> Vec<i64> {
     // `open` checked that the data fits in the file, so each dim fits in i64.
     info.dims.iter().rev().map(|&d| d as i64).collect()
@@ -266,7 +266,7 @@ impl TensorSource for GgufFile {
             return Err(missing());
         }
         let (values, shape) = self.load_hf_layout(&gguf_name)?;
-        let tensor = Tensor::from_slice(&values).f_reshape(&shape)?;
+        let tensor = Tensor::f_from_slice(&values)?.f_reshape(&shape)?;
         Ok(tensor.f_to_kind(kind)?.f_to_device(device)?)
     }
 

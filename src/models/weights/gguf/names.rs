@@ -47,7 +47,7 @@ pub fn hf_to_gguf(name: &str) -> Option<String> {
     Some(format!("blk.{layer}.{g}"))
 }
 
-/// Which RoPE row permutation llama.cpp applied to a tensor.
+/// The RoPE row permutation that llama.cpp applied to a tensor.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RopePermutation {
     /// Rows of `attn_q`, permuted per query head.

@@ -16,11 +16,11 @@ pub const GGUF_MAGIC: [u8; 4] = *b"GGUF";
 pub const DEFAULT_ALIGNMENT: u64 = 32;
 /// Maximum tensor rank, ggml's `GGML_MAX_DIMS`.
 pub const MAX_DIMS: usize = 4;
-/// Maximum nesting of metadata arrays. Real files nest at most once; the cap
-/// stops a corrupt file from recursing without end.
+/// Maximum nesting of metadata arrays, a cap that stops a corrupt file from
+/// recursing without end. The SmolLM2 file has no nested arrays at all.
 const MAX_ARRAY_DEPTH: usize = 8;
 
-/// Where and how one tensor is stored.
+/// Location, shape and storage type of one tensor.
 #[derive(Clone, Debug, PartialEq)]
 pub struct TensorInfo {
     /// The llama.cpp tensor name, e.g. `blk.0.attn_q.weight`.
@@ -59,11 +59,11 @@ struct Cursor<'a> {
 }
 
 impl<'a> Cursor<'a> {
-    fn take(&mut self, n: usize, what: &str) -> Result<&'a [u8], String> {
+    fn take(&mut self, n: usize, field: &str) -> Result<&'a [u8], String> {
         let remaining = self.bytes.len() - self.pos;
         if n > remaining {
             return Err(format!(
-                "truncated: {what} needs {n} bytes at offset {} but only {remaining} remain",
+                "truncated: {field} needs {n} bytes at offset {} but only {remaining} remain",
                 self.pos
             ));
         }
@@ -72,41 +72,41 @@ impl<'a> Cursor<'a> {
         Ok(slice)
     }
 
-    fn array<const N: usize>(&mut self, what: &str) -> Result<[u8; N], String> {
+    fn array<const N: usize>(&mut self, field: &str) -> Result<[u8; N], String> {
         let mut out = [0u8; N];
-        out.copy_from_slice(self.take(N, what)?);
+        out.copy_from_slice(self.take(N, field)?);
         Ok(out)
     }
 
-    fn u32(&mut self, what: &str) -> Result<u32, String> {
-        self.array(what).map(u32::from_le_bytes)
+    fn u32(&mut self, field: &str) -> Result<u32, String> {
+        self.array(field).map(u32::from_le_bytes)
     }
 
-    fn u64(&mut self, what: &str) -> Result<u64, String> {
-        self.array(what).map(u64::from_le_bytes)
+    fn u64(&mut self, field: &str) -> Result<u64, String> {
+        self.array(field).map(u64::from_le_bytes)
     }
 
     /// Reads a count and checks that `count * min_item_bytes` fits in the
     /// rest of the file, so an absurd count fails before any allocation.
-    fn count(&mut self, min_item_bytes: usize, what: &str) -> Result<usize, String> {
-        let count = self.u64(what)?;
+    fn count(&mut self, min_item_bytes: usize, field: &str) -> Result<usize, String> {
+        let count = self.u64(field)?;
         let remaining = (self.bytes.len() - self.pos) as u64;
         let needed = count.checked_mul(min_item_bytes as u64);
         match needed {
             Some(needed) if needed <= remaining => Ok(count as usize),
             _ => Err(format!(
-                "{what} = {count} cannot fit in the {remaining} bytes left at offset {}",
+                "{field} = {count} cannot fit in the {remaining} bytes left at offset {}",
                 self.pos
             )),
         }
     }
 
-    fn string(&mut self, what: &str) -> Result<String, String> {
-        let len = self.count(1, what)?;
+    fn string(&mut self, field: &str) -> Result<String, String> {
+        let len = self.count(1, field)?;
         let at = self.pos;
-        let bytes = self.take(len, what)?;
+        let bytes = self.take(len, field)?;
         String::from_utf8(bytes.to_vec())
-            .map_err(|e| format!("{what} at offset {at} is not valid UTF-8: {e}"))
+            .map_err(|e| format!("{field} at offset {at} is not valid UTF-8: {e}"))
     }
 
     fn value(&mut self, type_id: u32, depth: usize, key: &str) -> Result<MetadataValue, String> {
@@ -250,6 +250,10 @@ fn tensor_info(cur: &mut Cursor<'_>) -> Result<TensorInfo, String> {
     })?;
     let offset = cur.u64(&name)?;
 
+    // Shapes are handed to libtorch as i64.
+    if let Some(dim) = dims.iter().find(|&&d| d > i64::MAX as u64) {
+        return Err(format!("tensor '{name}' has dimension {dim}, larger than i64::MAX"));
+    }
     let n_elements = dims
         .iter()
         .try_fold(1u64, |acc, &d| acc.checked_mul(d))

@@ -109,7 +109,7 @@ pub enum MetadataValue {
 }
 
 impl MetadataValue {
-    /// The value as an unsigned integer, if it is a non-negative integer of
+    /// Returns the value as an unsigned integer, if it is a non-negative integer of
     /// any width.
     pub fn as_u64(&self) -> Option<u64> {
         match *self {
@@ -125,7 +125,7 @@ impl MetadataValue {
         }
     }
 
-    /// The value as a float, if it is a float or an integer.
+    /// Returns the value as a float, if it is a float or an integer.
     pub fn as_f64(&self) -> Option<f64> {
         match *self {
             Self::F32(v) => Some(v.into()),
@@ -139,7 +139,7 @@ impl MetadataValue {
         }
     }
 
-    /// The value as a string slice, if it is a string.
+    /// Returns the value as a string slice, if it is a string.
     pub fn as_str(&self) -> Option<&str> {
         match self {
             Self::String(s) => Some(s),
@@ -147,7 +147,7 @@ impl MetadataValue {
         }
     }
 
-    /// The value as a bool, if it is one.
+    /// Returns the value as a bool, if it is one.
     pub fn as_bool(&self) -> Option<bool> {
         match *self {
             Self::Bool(b) => Some(b),
@@ -155,7 +155,7 @@ impl MetadataValue {
         }
     }
 
-    /// The elements, if the value is an array.
+    /// Returns the elements, if the value is an array.
     pub fn as_array(&self) -> Option<&[MetadataValue]> {
         match self {
             Self::Array(items) => Some(items),
@@ -163,7 +163,7 @@ impl MetadataValue {
         }
     }
 
-    /// A short name of the value's type for error messages.
+    /// Returns a short name of the value's type for error messages.
     pub fn type_name(&self) -> &'static str {
         match self {
             Self::U8(_) => "u8",
