@@ -183,3 +183,32 @@ fn corrupt_header_bytes_never_panic() {
         }
     }
 }
+
+#[test]
+fn other_architecture_rejected() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut bytes = std::fs::read(fixture()).expect("read fixture");
+    // The value of general.architecture: u64 length 5, then "llama".
+    let marker = [5u8, 0, 0, 0, 0, 0, 0, 0, b'l', b'l', b'a', b'm', b'a'];
+    let at = bytes
+        .windows(marker.len())
+        .position(|w| w == marker)
+        .expect("architecture value");
+    bytes[at + 8..at + 13].copy_from_slice(b"gemma");
+    let file = GgufFile::open(write_temp(dir.path(), &bytes)).expect("open");
+    assert_eq!(file.architecture().expect("architecture"), "gemma");
+    match file.hf_config() {
+        Err(Error::Format { reason, .. }) => assert!(reason.contains("'gemma'"), "{reason}"),
+        other => panic!("expected Error::Format, got {other:?}"),
+    }
+}
+
+#[test]
+fn config_missing_hyperparameter_rejected() {
+    // The fixture is a llama file without any llama.* hyperparameters.
+    let file = GgufFile::open(fixture()).expect("open");
+    match file.hf_config() {
+        Err(Error::Config { field, .. }) => assert!(field.starts_with("llama."), "{field}"),
+        other => panic!("expected Error::Config, got {other:?}"),
+    }
+}
