@@ -13,6 +13,7 @@ pub mod eval;
 pub mod export;
 pub mod models;
 pub mod oracle;
+pub mod tokenizer;
 pub mod units;
 
 pub use error::{Error, Result};
