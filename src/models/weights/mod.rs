@@ -6,6 +6,8 @@
 //! `model.norm.weight`, `lm_head.weight`, ...) and to its layout (`[out, in]`
 //! for linear weights, rotate-half RoPE order for `q_proj` and `k_proj` rows).
 
+pub mod safetensors;
+
 use std::path::PathBuf;
 
 use tch::{Device, Kind, Tensor};
