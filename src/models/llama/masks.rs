@@ -1,5 +1,5 @@
-//! Which units a model exposes for pruning, and how a `[K, num_units]` mask
-//! tensor becomes per-layer, per-row masks of a batched forward.
+//! The prunable units of a model, and the split of a `[K, num_units]` mask
+//! tensor into per-layer, per-row masks of a batched forward.
 
 use tch::{Kind, Tensor};
 
@@ -124,6 +124,6 @@ pub(crate) fn keep_flags(space: &UnitSpace, mask: &Tensor) -> Result<Vec<bool>> 
         });
     }
     let values = Vec::<f32>::try_from(&mask.f_to_kind(Kind::Float)?.f_to_device(tch::Device::Cpu)?)?;
-    // A mask holds 0.0 or 1.0; 0.5 splits them whatever the rounding.
+    // Mask entries are 0.0 or 1.0, so 0.5 separates them whatever the rounding.
     Ok(values.into_iter().map(|v| v > 0.5).collect())
 }

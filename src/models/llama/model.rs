@@ -187,8 +187,8 @@ impl Llama {
     /// Runs decoder layer `layer` on `hidden` `[rows, seq, hidden]`.
     ///
     /// `masks` rows must match `hidden` rows; `taps` receives the inputs of
-    /// `o_proj` and `down_proj` when it asks for them (left `None` for a
-    /// removed block).
+    /// `o_proj` and `down_proj` when its `want_*` flags request them (left
+    /// `None` for a removed block).
     pub fn layer_forward(
         &self,
         layer: usize,

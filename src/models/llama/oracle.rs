@@ -8,8 +8,8 @@ use crate::error::{Error, Result};
 use crate::oracle::ForwardOracle;
 use crate::units::UnitSpace;
 
-/// Largest number of f32 logits materialised at once (2^26, 256 MiB); rows
-/// of the batched forward are pushed through the LM head in chunks below it.
+/// Maximum number of f32 logits materialised at once (2^26, 256 MiB). Rows of
+/// the batched forward go through the LM head in chunks below this size.
 const MAX_LOGIT_ELEMENTS: i64 = 1 << 26;
 
 /// A model plus the units it exposes to a pruning loop.
@@ -75,6 +75,7 @@ impl ForwardOracle for LlamaOracle {
         if seq < 2 {
             return Err(Error::invalid("sequence length", seq, "need at least 2 tokens to predict a next token"));
         }
+
         let _guard = tch::no_grad_guard();
         let k = masks.size().first().copied().unwrap_or(0);
         let (normed, batch_size) = self.masked_hidden(batch, masks)?;
@@ -84,6 +85,7 @@ impl ForwardOracle for LlamaOracle {
             .f_to_device(self.model.device())?
             .f_narrow(1, 1, seq - 1)?
             .f_repeat([k, 1])?; // [rows, seq - 1]
+
         let chunk = (MAX_LOGIT_ELEMENTS / ((seq - 1) * vocab)).max(1);
         let mut sums = Vec::new();
         let mut start = 0;
@@ -96,6 +98,7 @@ impl ForwardOracle for LlamaOracle {
             sums.push(nll);
             start += len;
         }
+
         let per_row = Tensor::f_cat(&sums, 0)?; // [rows]
         let per_mask = per_row
             .f_view([k, batch_size])?

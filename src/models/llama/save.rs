@@ -43,8 +43,7 @@ pub fn named_tensors(model: &Llama) -> Vec<(String, Tensor)> {
     out
 }
 
-/// Writes `bytes` to `dir/name` through a temporary file in `dir` and a
-/// rename, so a reader never sees a partial file.
+/// Runs `write` on a temporary file in `dir`, then renames it to `dir/name`, so a reader never sees a partial file.
 fn write_atomic(dir: &Path, name: &str, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
     let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
     let target = dir.join(name);
