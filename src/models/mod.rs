@@ -1,3 +1,4 @@
 //! Model adapters: weight readers and the LLaMA-family architecture.
 
+pub mod llama;
 pub mod weights;

@@ -7,6 +7,7 @@
 //! for linear weights, rotate-half RoPE order for `q_proj` and `k_proj` rows).
 
 pub mod gguf;
+pub mod safetensors;
 
 use std::path::PathBuf;
 

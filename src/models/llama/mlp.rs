@@ -1,0 +1,51 @@
+//! The SiLU-gated MLP block.
+
+use tch::Tensor;
+
+use super::linear::{rms_norm, Linear};
+use crate::error::Result;
+
+/// The MLP block of one layer, its pre-norm included.
+#[derive(Debug)]
+pub struct Mlp {
+    pub post_attention_layernorm: Tensor,
+    pub gate_proj: Linear,
+    pub up_proj: Linear,
+    pub down_proj: Linear,
+    pub intermediate_size: i64,
+}
+
+impl Mlp {
+    /// Parameters of the block, its norm included.
+    pub fn num_parameters(&self) -> u64 {
+        self.post_attention_layernorm.numel() as u64
+            + self.gate_proj.num_parameters()
+            + self.up_proj.num_parameters()
+            + self.down_proj.num_parameters()
+    }
+
+    /// Returns the block's residual contribution `[rows, seq, hidden]`.
+    ///
+    /// `channel_mask` `[rows, intermediate]` scales `silu(gate) * up` before
+    /// `down_proj`; `down_proj_input` receives that `[rows, seq, intermediate]`
+    /// input when given.
+    pub fn forward(
+        &self,
+        hidden: &Tensor,
+        eps: f64,
+        channel_mask: Option<&Tensor>,
+        down_proj_input: Option<&mut Option<Tensor>>,
+    ) -> Result<Tensor> {
+        let (rows, _seq, _hidden) = hidden.size3()?;
+        let x = rms_norm(hidden, &self.post_attention_layernorm, eps)?;
+        let gate = self.gate_proj.forward(&x)?.f_silu()?;
+        let mut act = gate.f_mul(&self.up_proj.forward(&x)?)?; // [rows, seq, intermediate]
+        if let Some(m) = channel_mask {
+            act = act.f_mul(&m.f_view([rows, 1, self.intermediate_size])?)?;
+        }
+        if let Some(slot) = down_proj_input {
+            *slot = Some(act.shallow_clone());
+        }
+        self.down_proj.forward(&act)
+    }
+}

@@ -1,0 +1,22 @@
+//! The LLaMA family (LLaMA 1/2/3/3.1, Vicuna, Mistral): configuration,
+//! masked batched forward, the loss oracle, compaction and saving.
+
+pub mod attention;
+pub mod compact;
+pub mod config;
+pub mod layer;
+pub mod linear;
+pub mod masks;
+pub mod mlp;
+pub mod model;
+pub mod oracle;
+pub mod rope;
+pub mod save;
+
+pub use compact::compact;
+pub use config::{HfLlamaConfig, LayerSizes, LlamaConfig, RopeScaling};
+pub use layer::{DecoderLayer, LayerMasks, LayerTaps};
+pub use masks::{layer_masks, Granularity};
+pub use model::Llama;
+pub use oracle::LlamaOracle;
+pub use save::save;
