@@ -10,6 +10,7 @@
 pub mod data;
 pub mod error;
 pub mod eval;
+pub mod init;
 pub mod export;
 pub mod models;
 pub mod oracle;

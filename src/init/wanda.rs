@@ -47,7 +47,7 @@ pub fn wanda_sp_metrics(
         hidden.push(model.embed(&chunk)?);
     }
     let mut metrics = vec![0.0; space.num_units()];
-    for layer in 0..model.config().layers.len() {
+    for layer in 0..model.config.layers.len() {
         let stats = collect_statistics(model, layer, &hidden)?;
         write_layer_metrics(model, space, layer, &stats, &mut metrics)?;
 
@@ -66,7 +66,7 @@ pub fn wanda_sp_metrics(
 pub fn magnitude_metrics(model: &Llama, space: &UnitSpace) -> Result<Vec<f64>> {
     let _guard = tch::no_grad_guard();
     let mut metrics = vec![0.0; space.num_units()];
-    for layer in 0..model.config().layers.len() {
+    for layer in 0..model.config.layers.len() {
         let stats = LayerStatistics::default();
         write_layer_metrics(model, space, layer, &stats, &mut metrics)?;
     }
@@ -75,7 +75,7 @@ pub fn magnitude_metrics(model: &Llama, space: &UnitSpace) -> Result<Vec<f64>> {
 
 fn collect_statistics(model: &Llama, layer: usize, hidden: &[Tensor]) -> Result<LayerStatistics> {
     let mut stats = LayerStatistics::default();
-    let decoder = &model.layers()[layer];
+    let decoder = &model.layers[layer];
     for h in hidden {
         let mut taps = LayerTaps {
             want_o_proj_input: decoder.self_attn.is_some(),
@@ -133,7 +133,7 @@ fn write_layer_metrics(
     stats: &LayerStatistics,
     metrics: &mut [f64],
 ) -> Result<()> {
-    let decoder = &model.layers()[layer];
+    let decoder = &model.layers[layer];
     let mut head_mean = 0.0;
     let mut channel_mean = 0.0;
     if let Some(attn) = &decoder.self_attn {
