@@ -82,7 +82,7 @@ fn collect_statistics(model: &Llama, layer: usize, hidden: &[Tensor]) -> Result<
             want_down_proj_input: decoder.mlp.is_some(),
             ..LayerTaps::default()
         };
-        model.layer_forward(layer, h, &LayerMasks::default(), Some(&mut taps))?;
+        let _dense_output = model.layer_forward(layer, h, &LayerMasks::default(), Some(&mut taps))?;
         stats.layer_input += squared_norm(h)?;
         if let (Some(x), Some(attn)) = (&taps.o_proj_input, &decoder.self_attn) {
             accumulate(&mut stats.o_proj_input, column_squared_norms(x)?)?;
