@@ -14,6 +14,7 @@ pub mod init;
 pub mod export;
 pub mod models;
 pub mod oracle;
+pub mod runtime;
 pub mod tokenizer;
 pub mod units;
 
