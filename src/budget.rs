@@ -1,0 +1,209 @@
+//! Euclidean projection of keep probabilities onto a budget.
+//!
+//! The feasible set of one budget is `{s in [0,1]^n : sum_i w_i s_i <= C}`,
+//! an upper bound: probabilities already within the budget are only clamped
+//! to [0, 1], never pushed up to fill it. By the KKT conditions the projection
+//! of `y` is `s_i = clamp(y_i - v * w_i, 0, 1)` with the smallest `v >= 0`
+//! that meets the bound. The weighted sum `f(v)` is continuous, piecewise
+//! linear and non-increasing in `v`, with two breakpoints per unit:
+//! `(y_i - 1) / w_i`, where the unit leaves 1, and `y_i / w_i`, where it
+//! reaches 0. [`project_onto_budget`] finds `v` exactly: bisection passes
+//! narrow a bracket until few breakpoints remain inside it, and those are
+//! sorted and swept. Only rounding separates the result from the exact
+//! projection.
+
+use crate::error::{Error, Result};
+use crate::units::Budget;
+
+/// Bisection passes stop once the bracket holds at most this many
+/// breakpoints. Sorting a few thousand values costs less than one more pass
+/// over a budget of hundreds of thousands of units.
+const SORT_BREAKPOINTS_AT_MOST: usize = 4096;
+
+/// Cap on bisection passes. After 64 halvings an `f64` bracket cannot shrink
+/// further, so breakpoints still inside are ties; the sweep handles them.
+const MAX_BISECTION_PASSES: usize = 64;
+
+/// Checks that a budget can be met by some probabilities in [0, 1] and that
+/// its weights are usable; returns the error that names what is wrong.
+pub fn validate_budget(budget: &Budget, num_units: usize) -> Result<()> {
+    if !(budget.capacity >= 0.0) || !budget.capacity.is_finite() {
+        return Err(Error::InfeasibleBudget {
+            budget: budget.name.clone(),
+            target: budget.capacity,
+            max: budget_total(budget),
+        });
+    }
+    if let Some(weights) = &budget.weights {
+        if weights.len() != budget.units.len() {
+            return Err(Error::Shape {
+                what: format!("weights of budget '{}'", budget.name),
+                expected: vec![budget.units.len() as i64],
+                found: vec![weights.len() as i64],
+            });
+        }
+        if let Some(bad) = weights.iter().find(|w| !(**w >= 0.0) || !w.is_finite()) {
+            return Err(Error::invalid(
+                "budget weight",
+                bad,
+                format!("every weight of budget '{}' must be finite and >= 0", budget.name),
+            ));
+        }
+    }
+    if let Some(bad) = budget.units.iter().find(|&&u| u < 0 || u as usize >= num_units) {
+        return Err(Error::invalid(
+            "budget unit index",
+            bad,
+            format!("budget '{}' must index units in [0, {num_units})", budget.name),
+        ));
+    }
+    Ok(())
+}
+
+/// Total weight of a budget's units, the capacity at keep ratio 1.
+fn budget_total(budget: &Budget) -> f64 {
+    match &budget.weights {
+        Some(w) => w.iter().sum(),
+        None => budget.units.len() as f64,
+    }
+}
+
+/// Projects `probs` in place onto `budget`, touching only the budget's units.
+///
+/// Entries outside [0, 1] are allowed on input (an optimiser step may leave
+/// them there) and are clamped. Returns the multiplier `v` (0 when the budget
+/// was already met).
+pub fn project_onto_budget(probs: &mut [f64], budget: &Budget) -> Result<f64> {
+    validate_budget(budget, probs.len())?;
+    let units: Vec<usize> = budget.units.iter().map(|&u| u as usize).collect();
+    let y: Vec<f64> = units.iter().map(|&u| probs[u]).collect();
+    let ones;
+    let w: &[f64] = match &budget.weights {
+        Some(w) => w,
+        None => {
+            ones = vec![1.0; y.len()];
+            &ones
+        }
+    };
+    if let Some(bad) = y.iter().find(|v| v.is_nan()) {
+        return Err(Error::invalid(
+            "keep probability",
+            bad,
+            "a finite value; the gradient or learning rate produced NaN",
+        ));
+    }
+    let v = solve_multiplier(&y, w, budget.capacity);
+    for ((&u, &yi), &wi) in units.iter().zip(&y).zip(w) {
+        probs[u] = (yi - v * wi).clamp(0.0, 1.0);
+    }
+    Ok(v)
+}
+
+/// Weighted sum `f(v) = sum_i w_i clamp(y_i - v w_i, 0, 1)`.
+fn weighted_sum(y: &[f64], w: &[f64], v: f64) -> f64 {
+    y.iter()
+        .zip(w)
+        .map(|(&yi, &wi)| wi * (yi - v * wi).clamp(0.0, 1.0))
+        .sum()
+}
+
+/// Returns the smallest `v >= 0` with `f(v) <= capacity`.
+fn solve_multiplier(y: &[f64], w: &[f64], capacity: f64) -> f64 {
+    if weighted_sum(y, w, 0.0) <= capacity {
+        return 0.0;
+    }
+    // Units with weight 0 never enter the sum, so they set no breakpoint.
+    // Invariant: f(lo) > capacity >= f(hi). At hi every weighted unit is 0.
+    let mut lo = 0.0_f64;
+    let mut hi = y
+        .iter()
+        .zip(w)
+        .filter(|(_, &wi)| wi > 0.0)
+        .map(|(&yi, &wi)| yi / wi)
+        .fold(0.0_f64, f64::max);
+    for _ in 0..MAX_BISECTION_PASSES {
+        let inside = count_breakpoints(y, w, lo, hi);
+        if inside <= SORT_BREAKPOINTS_AT_MOST {
+            break;
+        }
+        let mid = 0.5 * (lo + hi);
+        if !(mid > lo && mid < hi) {
+            break;
+        }
+        if weighted_sum(y, w, mid) > capacity {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    sweep_bracket(y, w, capacity, lo, hi)
+}
+
+/// Number of breakpoints strictly inside `(lo, hi)`.
+fn count_breakpoints(y: &[f64], w: &[f64], lo: f64, hi: f64) -> usize {
+    let inside = |b: f64| (b > lo && b < hi) as usize;
+    y.iter()
+        .zip(w)
+        .filter(|(_, &wi)| wi > 0.0)
+        .map(|(&yi, &wi)| inside((yi - 1.0) / wi) + inside(yi / wi))
+        .sum()
+}
+
+/// Solves `f(v) = capacity` exactly inside `[lo, hi]` by sorting the
+/// breakpoints there and walking the linear pieces between them.
+fn sweep_bracket(y: &[f64], w: &[f64], capacity: f64, lo: f64, hi: f64) -> f64 {
+    // Just above lo, f(v) = a - v * b: a sums the weights of units still at 1
+    // and w_i y_i of the free ones, b sums w_i^2 of the free ones.
+    let mut a = 0.0;
+    let mut b = 0.0;
+    // (breakpoint, unit, true when the unit leaves 1, false when it hits 0)
+    let mut events: Vec<(f64, usize, bool)> = Vec::new();
+    for (i, (&yi, &wi)) in y.iter().zip(w).enumerate() {
+        if wi <= 0.0 {
+            continue;
+        }
+        let leaves_one = (yi - 1.0) / wi;
+        let hits_zero = yi / wi;
+        if leaves_one > lo {
+            a += wi;
+        } else if hits_zero > lo {
+            a += wi * yi;
+            b += wi * wi;
+        }
+        if leaves_one > lo && leaves_one < hi {
+            events.push((leaves_one, i, true));
+        }
+        if hits_zero > lo && hits_zero < hi {
+            events.push((hits_zero, i, false));
+        }
+    }
+    events.sort_unstable_by(|p, q| p.0.total_cmp(&q.0));
+    let mut left = lo;
+    for &(point, i, leaves_one) in &events {
+        if let Some(v) = root_on_piece(a, b, capacity, left, point) {
+            return v;
+        }
+        let (yi, wi) = (y[i], w[i]);
+        if leaves_one {
+            a += wi * yi - wi;
+            b += wi * wi;
+        } else {
+            a -= wi * yi;
+            b -= wi * wi;
+        }
+        left = point;
+    }
+    root_on_piece(a, b, capacity, left, hi).unwrap_or(hi)
+}
+
+/// Returns the root of `a - v b = capacity` if it lies in `[left, right]`.
+fn root_on_piece(a: f64, b: f64, capacity: f64, left: f64, right: f64) -> Option<f64> {
+    if a - left * b <= capacity {
+        return Some(left);
+    }
+    if b <= 0.0 {
+        return None;
+    }
+    let v = (a - capacity) / b;
+    (v <= right).then(|| v.max(left))
+}
