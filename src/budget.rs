@@ -46,15 +46,25 @@ pub fn validate_budget(budget: &Budget, num_units: usize) -> Result<()> {
             return Err(Error::invalid(
                 "budget weight",
                 bad,
-                format!("every weight of budget '{}' must be finite and >= 0", budget.name),
+                format!(
+                    "every weight of budget '{}' must be finite and >= 0",
+                    budget.name
+                ),
             ));
         }
     }
-    if let Some(bad) = budget.units.iter().find(|&&u| u < 0 || u as usize >= num_units) {
+    if let Some(bad) = budget
+        .units
+        .iter()
+        .find(|&&u| u < 0 || u as usize >= num_units)
+    {
         return Err(Error::invalid(
             "budget unit index",
             bad,
-            format!("budget '{}' must index units in [0, {num_units})", budget.name),
+            format!(
+                "budget '{}' must index units in [0, {num_units})",
+                budget.name
+            ),
         ));
     }
     Ok(())

@@ -163,7 +163,10 @@ impl Optimizer {
 
     /// Replaces the state; moments must have `num_units` entries.
     pub fn restore(&mut self, state: OptimizerState, num_units: usize) -> Result<()> {
-        for moment in [&state.first_moment, &state.second_moment].into_iter().flatten() {
+        for moment in [&state.first_moment, &state.second_moment]
+            .into_iter()
+            .flatten()
+        {
             if moment.len() != num_units {
                 return Err(Error::Shape {
                     what: "optimiser moment".into(),

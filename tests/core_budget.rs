@@ -27,7 +27,13 @@ fn weighted_sum(s: &[f64], w: &[f64]) -> f64 {
 fn random_case(rng: &mut ChaCha8Rng, n: usize, weighted: bool) -> (Vec<f64>, Vec<f64>, f64) {
     let y: Vec<f64> = (0..n).map(|_| rng.random_range(-0.5..1.5)).collect();
     let w: Vec<f64> = (0..n)
-        .map(|_| if weighted { rng.random_range(0.5..3.0) } else { 1.0 })
+        .map(|_| {
+            if weighted {
+                rng.random_range(0.5..3.0)
+            } else {
+                1.0
+            }
+        })
         .collect();
     let capacity = rng.random_range(0.0..1.0) * w.iter().sum::<f64>();
     (y, w, capacity)
@@ -51,11 +57,22 @@ fn projection_satisfies_kkt_conditions() {
         let (s, v) = project(&y, &w, capacity, weighted);
         assert!(v >= 0.0, "case {case}: multiplier {v} < 0");
         for i in 0..n {
-            assert!((0.0..=1.0).contains(&s[i]), "case {case}: s[{i}] = {}", s[i]);
-            assert_eq!(s[i], (y[i] - v * w[i]).clamp(0.0, 1.0), "case {case} unit {i}");
+            assert!(
+                (0.0..=1.0).contains(&s[i]),
+                "case {case}: s[{i}] = {}",
+                s[i]
+            );
+            assert_eq!(
+                s[i],
+                (y[i] - v * w[i]).clamp(0.0, 1.0),
+                "case {case} unit {i}"
+            );
         }
         let total = weighted_sum(&s, &w);
-        assert!(total <= capacity + SUM_TOLERANCE * n as f64, "case {case}: {total} > {capacity}");
+        assert!(
+            total <= capacity + SUM_TOLERANCE * n as f64,
+            "case {case}: {total} > {capacity}"
+        );
         if v > 0.0 {
             // Complementary slackness: a positive multiplier means the bound is tight.
             assert_relative_eq!(total, capacity, epsilon = SUM_TOLERANCE * n as f64);
@@ -118,7 +135,10 @@ fn projection_beats_grid_search() {
                 }
             }
         }
-        assert!(dist(p[0], p[1]) <= best + 1e-12, "case {case}: grid point closer");
+        assert!(
+            dist(p[0], p[1]) <= best + 1e-12,
+            "case {case}: grid point closer"
+        );
         // The nearest grid point lies within one cell diagonal of the optimum.
         let cell = 2.0_f64.sqrt() / STEPS as f64;
         assert!(best.sqrt() <= dist(p[0], p[1]).sqrt() + cell, "case {case}");
@@ -194,7 +214,16 @@ fn infeasible_budgets_are_rejected() {
     for bad in [-1.0, f64::NAN] {
         let b = budget(vec![0, 1], Some(vec![1.0, bad]), 1.0);
         let err = project_onto_budget(&mut [0.5, 0.5], &b).expect_err("bad weight");
-        assert!(matches!(err, Error::InvalidArgument { name: "budget weight", .. }), "{err}");
+        assert!(
+            matches!(
+                err,
+                Error::InvalidArgument {
+                    name: "budget weight",
+                    ..
+                }
+            ),
+            "{err}"
+        );
     }
     let out_of_range = budget(vec![0, 5], None, 1.0);
     let err = project_onto_budget(&mut [0.5, 0.5], &out_of_range).expect_err("bad index");

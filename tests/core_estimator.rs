@@ -143,7 +143,11 @@ fn ema_with_window_one_equals_leave_one_out() {
     let (probs, masks, losses) = fixed_inputs();
     let mut ema = EmaReinforce::new(1.0, ScoreDenominator::Exact).expect("valid window");
     let a = to_vec(&ema.estimate(&probs, &masks, &losses).expect("estimate"));
-    let b = to_vec(&LeaveOneOut.estimate(&probs, &masks, &losses).expect("estimate"));
+    let b = to_vec(
+        &LeaveOneOut
+            .estimate(&probs, &masks, &losses)
+            .expect("estimate"),
+    );
     for (x, y) in a.iter().zip(&b) {
         assert_relative_eq!(x, y, epsilon = 1e-12);
     }
@@ -155,7 +159,10 @@ fn ema_baseline_updates_before_gradient() {
     let mut ema = EmaReinforce::new(5.0, ScoreDenominator::Exact).expect("valid window");
     let _ = ema.estimate(&probs, &masks, &losses).expect("first step");
     assert_eq!(ema.baseline(), Some(2.5));
-    let g = to_vec(&ema.estimate(&probs, &masks, &[4.0, 6.0]).expect("second step"));
+    let g = to_vec(
+        &ema.estimate(&probs, &masks, &[4.0, 6.0])
+            .expect("second step"),
+    );
     // b = 0.8 * 2.5 + 0.2 * 5 = 3; unit 0: (4 - 3)(1 - 0.5)/0.25 + (6 - 3)(0 - 0.5)/0.25
     assert_relative_eq!(ema.baseline().expect("set"), 3.0, epsilon = 1e-12);
     assert_relative_eq!(g[0], 2.0 - 6.0, epsilon = 1e-12);
@@ -190,7 +197,9 @@ fn boundary_probabilities_give_zero_gradient() {
 fn leave_one_out_with_one_loss_is_zero() {
     let probs = Tensor::from_slice(&[0.5_f64, 0.5]);
     let masks = Tensor::from_slice(&[1.0_f32, 0.0]).view([1, 2]);
-    let g = LeaveOneOut.estimate(&probs, &masks, &[7.0]).expect("estimate");
+    let g = LeaveOneOut
+        .estimate(&probs, &masks, &[7.0])
+        .expect("estimate");
     assert_eq!(to_vec(&g), vec![0.0, 0.0]);
 }
 
@@ -199,7 +208,11 @@ fn penalty_adds_log_odds_push() {
     let probs = Tensor::from_slice(&[0.8_f64, 0.0]);
     let masks = Tensor::from_slice(&[1.0_f32, 0.0, 1.0, 0.0]).view([2, 2]);
     let mut penalised = WithPenalty::new(LeaveOneOut, 0.5).expect("valid strength");
-    let g = to_vec(&penalised.estimate(&probs, &masks, &[1.0, 1.0]).expect("estimate"));
+    let g = to_vec(
+        &penalised
+            .estimate(&probs, &masks, &[1.0, 1.0])
+            .expect("estimate"),
+    );
     assert_relative_eq!(g[0], 0.5 * (0.2_f64.ln() - 0.8_f64.ln()), epsilon = 1e-12);
     assert!(g[1].is_finite() && g[1] > 0.0, "push at s = 0 is {}", g[1]);
     assert!(WithPenalty::new(LeaveOneOut, f64::NAN).is_err());
@@ -209,7 +222,9 @@ fn penalty_adds_log_odds_push() {
 fn bad_inputs_are_rejected() {
     let (probs, masks, _) = fixed_inputs();
     assert!(LeaveOneOut.estimate(&probs, &masks, &[1.0]).is_err());
-    assert!(LeaveOneOut.estimate(&probs, &masks, &[1.0, f64::NAN]).is_err());
+    assert!(LeaveOneOut
+        .estimate(&probs, &masks, &[1.0, f64::NAN])
+        .is_err());
     assert!(EmaReinforce::new(0.5, ScoreDenominator::Exact).is_err());
     assert!(EmaReinforce::new(f64::NAN, ScoreDenominator::Exact).is_err());
 }

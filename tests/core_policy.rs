@@ -51,7 +51,9 @@ fn sample_frequencies_match_probabilities() {
     let space = space(0, 5);
     let s = [0.0, 0.1, 0.5, 0.93, 1.0];
     let policy = BernoulliPolicy::new(&space, vec![], &s).expect("valid policy");
-    let masks = policy.sample(K, &mut ChaCha8Rng::seed_from_u64(31)).expect("sample");
+    let masks = policy
+        .sample(K, &mut ChaCha8Rng::seed_from_u64(31))
+        .expect("sample");
     assert_eq!(masks.size(), vec![K as i64, 5]);
     assert_eq!(masks.kind(), tch::Kind::Float);
     let freq = to_vec(&masks.mean_dim(0, false, tch::Kind::Double));
@@ -60,16 +62,27 @@ fn sample_frequencies_match_probabilities() {
     for i in 1..4 {
         // Five binomial standard errors.
         let tolerance = 5.0 * (s[i] * (1.0 - s[i]) / K as f64).sqrt();
-        assert!((freq[i] - s[i]).abs() <= tolerance, "unit {i}: {} vs {}", freq[i], s[i]);
+        assert!(
+            (freq[i] - s[i]).abs() <= tolerance,
+            "unit {i}: {} vs {}",
+            freq[i],
+            s[i]
+        );
     }
 }
 
 #[test]
 fn sampling_is_reproducible_from_seed() {
     let policy = BernoulliPolicy::constant(&space(3, 40), vec![], 0.5).expect("valid");
-    let a = policy.sample(4, &mut ChaCha8Rng::seed_from_u64(5)).expect("sample");
-    let b = policy.sample(4, &mut ChaCha8Rng::seed_from_u64(5)).expect("sample");
-    let c = policy.sample(4, &mut ChaCha8Rng::seed_from_u64(6)).expect("sample");
+    let a = policy
+        .sample(4, &mut ChaCha8Rng::seed_from_u64(5))
+        .expect("sample");
+    let b = policy
+        .sample(4, &mut ChaCha8Rng::seed_from_u64(5))
+        .expect("sample");
+    let c = policy
+        .sample(4, &mut ChaCha8Rng::seed_from_u64(6))
+        .expect("sample");
     assert!(a.equal(&b));
     assert!(!a.equal(&c));
 }
@@ -93,7 +106,9 @@ fn projection_meets_every_budget() {
     let budgets = space.budgets(BudgetKind::PerKind, 0.5).expect("budgets");
     let mut policy = BernoulliPolicy::constant(&space, budgets, 0.5).expect("valid");
     let delta: Vec<f64> = (0..16).map(|i| 0.1 * (i % 5) as f64 - 0.05).collect();
-    policy.apply_update(&Tensor::from_slice(&delta)).expect("update");
+    policy
+        .apply_update(&Tensor::from_slice(&delta))
+        .expect("update");
     policy.project().expect("project");
     let s = to_vec(policy.probabilities());
     assert!(s.iter().all(|p| (0.0..=1.0).contains(p)));
@@ -144,7 +159,9 @@ fn state_round_trips_and_checks_budgets() {
     let policy = BernoulliPolicy::constant(&space, budgets.clone(), 0.3).expect("valid");
     let json = serde_json::to_string(&policy.state().expect("state")).expect("json");
     let mut other = BernoulliPolicy::constant(&space, budgets, 0.9).expect("valid");
-    other.restore(serde_json::from_str(&json).expect("parse")).expect("restore");
+    other
+        .restore(serde_json::from_str(&json).expect("parse"))
+        .expect("restore");
     assert!(other.probabilities().equal(policy.probabilities()));
     let mut different = BernoulliPolicy::constant(&space, vec![], 0.9).expect("valid");
     let state = policy.state().expect("state");
@@ -156,7 +173,11 @@ fn schedules_match_closed_forms() {
     let base = 0.1;
     assert_eq!(LrSchedule::Constant.rate(base, 7, 10), base);
     assert_relative_eq!(LrSchedule::Cosine.rate(base, 0, 10), base);
-    assert_relative_eq!(LrSchedule::Cosine.rate(base, 5, 10), base / 2.0, epsilon = 1e-15);
+    assert_relative_eq!(
+        LrSchedule::Cosine.rate(base, 5, 10),
+        base / 2.0,
+        epsilon = 1e-15
+    );
     assert_relative_eq!(LrSchedule::Cosine.rate(base, 10, 10), 0.0, epsilon = 1e-15);
     let warm = LrSchedule::WarmupCosine { warmup_steps: 4 };
     assert_relative_eq!(warm.rate(base, 0, 14), 0.025, epsilon = 1e-15);
@@ -173,7 +194,11 @@ fn adam_steps_match_hand_computation() {
     // After one step m_hat = g and v_hat = g^2, so delta = -lr g / (|g| + eps).
     assert_relative_eq!(first[0], -0.1 * 0.5 / (0.5 + 1e-8), epsilon = 1e-15);
     assert_relative_eq!(first[1], 0.1 * 2.0 / (2.0 + 1e-8), epsilon = 1e-15);
-    let second = to_vec(&adam.update(&Tensor::from_slice(&[1.0_f64, 0.0]), 0.1).expect("step"));
+    let second = to_vec(
+        &adam
+            .update(&Tensor::from_slice(&[1.0_f64, 0.0]), 0.1)
+            .expect("step"),
+    );
     let m = (0.9 * 0.1 * 0.5 + 0.1 * 1.0) / (1.0 - 0.81);
     let v = (0.999 * 0.001 * 0.25 + 0.001 * 1.0) / (1.0 - 0.999_f64.powi(2));
     assert_relative_eq!(second[0], -0.1 * m / (v.sqrt() + 1e-8), epsilon = 1e-12);
@@ -182,8 +207,15 @@ fn adam_steps_match_hand_computation() {
 #[test]
 fn sgd_step_and_invalid_adam() {
     let mut sgd = Optimizer::new(OptimizerKind::Sgd).expect("valid");
-    let delta = to_vec(&sgd.update(&Tensor::from_slice(&[2.0_f64]), 0.01).expect("step"));
+    let delta = to_vec(
+        &sgd.update(&Tensor::from_slice(&[2.0_f64]), 0.01)
+            .expect("step"),
+    );
     assert_relative_eq!(delta[0], -0.02);
-    let bad = OptimizerKind::Adam { beta1: 1.0, beta2: 0.999, eps: 1e-8 };
+    let bad = OptimizerKind::Adam {
+        beta1: 1.0,
+        beta2: 0.999,
+        eps: 1e-8,
+    };
     assert!(Optimizer::new(bad).is_err());
 }

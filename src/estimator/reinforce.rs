@@ -99,7 +99,10 @@ impl GradientEstimator for EmaReinforce {
             return Err(Error::invalid(
                 "EMA baseline state",
                 format!("window {} with {:?}", state.window, state.denominator),
-                format!("a state saved with window {} and {:?}", self.window, self.denominator),
+                format!(
+                    "a state saved with window {} and {:?}",
+                    self.window, self.denominator
+                ),
             ));
         }
         self.baseline = state.baseline;
@@ -130,7 +133,12 @@ impl GradientEstimator for LeaveOneOut {
             .iter()
             .map(|l| (l - (sum - l) / (k - 1.0)) / k)
             .collect();
-        Ok(weighted_score_sum(probs, &masks, &coeffs, ScoreDenominator::Exact))
+        Ok(weighted_score_sum(
+            probs,
+            &masks,
+            &coeffs,
+            ScoreDenominator::Exact,
+        ))
     }
 
     fn state(&self) {}
@@ -153,7 +161,12 @@ impl GradientEstimator for PlainReinforce {
         let masks = check_inputs(probs, masks, losses)?;
         let k = losses.len() as f64;
         let coeffs: Vec<f64> = losses.iter().map(|l| l / k).collect();
-        Ok(weighted_score_sum(probs, &masks, &coeffs, ScoreDenominator::Exact))
+        Ok(weighted_score_sum(
+            probs,
+            &masks,
+            &coeffs,
+            ScoreDenominator::Exact,
+        ))
     }
 
     fn state(&self) {}

@@ -143,7 +143,11 @@ impl MaskPolicy for BernoulliPolicy {
 
     fn sample<R: Rng + ?Sized>(&self, k: usize, rng: &mut R) -> Result<Tensor> {
         if k == 0 {
-            return Err(Error::invalid("sample count", k, "sample at least one mask"));
+            return Err(Error::invalid(
+                "sample count",
+                k,
+                "sample at least one mask",
+            ));
         }
         let probs = self.probs_vec()?;
         let rows = sample::sample_rows(&probs, k, rng);

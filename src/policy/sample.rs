@@ -21,7 +21,10 @@ pub(crate) fn sample_rows<R: Rng + ?Sized>(probs: &[f64], k: usize, rng: &mut R)
     let mut masks = vec![0.0_f32; k * n];
     let mut uniforms = [0_u32; UNIFORM_CHUNK];
     for row in masks.chunks_exact_mut(n.max(1)).take(k) {
-        for (out, p) in row.chunks_mut(UNIFORM_CHUNK).zip(probs.chunks(UNIFORM_CHUNK)) {
+        for (out, p) in row
+            .chunks_mut(UNIFORM_CHUNK)
+            .zip(probs.chunks(UNIFORM_CHUNK))
+        {
             let draws = &mut uniforms[..out.len()];
             rng.fill(draws);
             for ((m, &x), &pi) in out.iter_mut().zip(draws.iter()).zip(p) {

@@ -6,7 +6,7 @@ use std::path::Path;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use super::{Counters, PrunerSettings, Pruner};
+use super::{Counters, Pruner, PrunerSettings};
 use crate::error::{Error, Result};
 use crate::estimator::GradientEstimator;
 use crate::optim::OptimizerState;
@@ -46,7 +46,10 @@ impl<P: MaskPolicy, O: ForwardOracle, E: GradientEstimator> Pruner<P, O, E> {
             context: format!("checkpoint for {}", path.display()),
             source,
         })?;
-        let name = path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default();
         let temp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
         let write = || -> std::io::Result<()> {
             let mut file = std::fs::File::create(&temp)?;
@@ -96,7 +99,8 @@ impl<P: MaskPolicy, O: ForwardOracle, E: GradientEstimator> Pruner<P, O, E> {
         }
         self.policy.restore(checkpoint.policy)?;
         self.estimator.restore(checkpoint.estimator)?;
-        self.optimizer.restore(checkpoint.optimizer, checkpoint.num_units)?;
+        self.optimizer
+            .restore(checkpoint.optimizer, checkpoint.num_units)?;
         self.rng = checkpoint.rng;
         self.counters = checkpoint.counters;
         tracing::info!(path = %path.display(), step = self.counters.steps, "resumed from checkpoint");

@@ -131,10 +131,10 @@ impl<P: MaskPolicy, O: ForwardOracle, E: GradientEstimator> Pruner<P, O, E> {
         let _no_grad = tch::no_grad_guard();
         let step = self.counters.steps;
         let k = self.settings.samples_per_step;
-        let lr = self
-            .settings
-            .schedule
-            .rate(self.settings.learning_rate, step, self.settings.steps);
+        let lr =
+            self.settings
+                .schedule
+                .rate(self.settings.learning_rate, step, self.settings.steps);
 
         let masks = self.policy.sample(k, &mut self.rng)?; // [K, num_units]
         let losses = self.oracle.losses(batch, &masks)?;
@@ -145,7 +145,9 @@ impl<P: MaskPolicy, O: ForwardOracle, E: GradientEstimator> Pruner<P, O, E> {
                 found: vec![losses.len() as i64],
             });
         }
-        let finite: Vec<i64> = (0..k as i64).filter(|&i| losses[i as usize].is_finite()).collect();
+        let finite: Vec<i64> = (0..k as i64)
+            .filter(|&i| losses[i as usize].is_finite())
+            .collect();
         let excluded = k - finite.len();
         self.counters.steps += 1;
         self.counters.excluded_losses += excluded as u64;
@@ -162,12 +164,21 @@ impl<P: MaskPolicy, O: ForwardOracle, E: GradientEstimator> Pruner<P, O, E> {
         if outcome.skipped {
             self.counters.skipped_steps += 1;
             outcome.totals = self.counters;
-            tracing::warn!(step, samples = k, "every loss was NaN or infinite; step skipped");
+            tracing::warn!(
+                step,
+                samples = k,
+                "every loss was NaN or infinite; step skipped"
+            );
             self.observers.iter_mut().for_each(|o| o.on_skip(&outcome));
             return Ok(outcome);
         }
         if excluded > 0 {
-            tracing::warn!(step, excluded, samples = k, "left out NaN or infinite losses");
+            tracing::warn!(
+                step,
+                excluded,
+                samples = k,
+                "left out NaN or infinite losses"
+            );
         }
 
         let kept_losses: Vec<f64> = finite.iter().map(|&i| outcome.losses[i as usize]).collect();
