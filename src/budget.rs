@@ -117,68 +117,87 @@ fn weighted_sum(y: &[f64], w: &[f64], v: f64) -> f64 {
         .sum()
 }
 
+/// Breakpoints of every unit: where it leaves 1 and where it reaches 0.
+/// Units of weight 0 never enter the sum and get `-inf` for both, which no
+/// bracket above 0 contains.
+struct Breakpoints {
+    leaves_one: Vec<f64>,
+    hits_zero: Vec<f64>,
+}
+
+impl Breakpoints {
+    fn new(y: &[f64], w: &[f64]) -> Self {
+        let point = |yi: f64, wi: f64| if wi > 0.0 { yi / wi } else { f64::NEG_INFINITY };
+        Self {
+            leaves_one: y
+                .iter()
+                .zip(w)
+                .map(|(&yi, &wi)| point(yi - 1.0, wi))
+                .collect(),
+            hits_zero: y.iter().zip(w).map(|(&yi, &wi)| point(yi, wi)).collect(),
+        }
+    }
+}
+
 /// Returns the smallest `v >= 0` with `f(v) <= capacity`.
 fn solve_multiplier(y: &[f64], w: &[f64], capacity: f64) -> f64 {
     if weighted_sum(y, w, 0.0) <= capacity {
         return 0.0;
     }
-    // Units with weight 0 never enter the sum, so they set no breakpoint.
+    let points = Breakpoints::new(y, w);
     // Invariant: f(lo) > capacity >= f(hi). At hi every weighted unit is 0.
     let mut lo = 0.0_f64;
-    let mut hi = y
-        .iter()
-        .zip(w)
-        .filter(|(_, &wi)| wi > 0.0)
-        .map(|(&yi, &wi)| yi / wi)
-        .fold(0.0_f64, f64::max);
+    let mut hi = points.hits_zero.iter().copied().fold(0.0_f64, f64::max);
+    let mut inside = 2 * y.len();
     for _ in 0..MAX_BISECTION_PASSES {
-        let inside = count_breakpoints(y, w, lo, hi);
-        if inside <= SORT_BREAKPOINTS_AT_MOST {
-            break;
-        }
         let mid = 0.5 * (lo + hi);
-        if !(mid > lo && mid < hi) {
+        if inside <= SORT_BREAKPOINTS_AT_MOST || !(mid > lo && mid < hi) {
             break;
         }
-        if weighted_sum(y, w, mid) > capacity {
+        // One fused pass: f(mid) and the breakpoints on either side of mid.
+        let mut sum = 0.0;
+        let (mut left, mut right) = (0_usize, 0_usize);
+        for i in 0..y.len() {
+            sum += w[i] * (y[i] - mid * w[i]).clamp(0.0, 1.0);
+            for b in [points.leaves_one[i], points.hits_zero[i]] {
+                left += (b > lo && b < mid) as usize;
+                right += (b > mid && b < hi) as usize;
+            }
+        }
+        if sum > capacity {
             lo = mid;
+            inside = right;
         } else {
             hi = mid;
+            inside = left;
         }
     }
-    sweep_bracket(y, w, capacity, lo, hi)
-}
-
-/// Number of breakpoints strictly inside `(lo, hi)`.
-fn count_breakpoints(y: &[f64], w: &[f64], lo: f64, hi: f64) -> usize {
-    let inside = |b: f64| (b > lo && b < hi) as usize;
-    y.iter()
-        .zip(w)
-        .filter(|(_, &wi)| wi > 0.0)
-        .map(|(&yi, &wi)| inside((yi - 1.0) / wi) + inside(yi / wi))
-        .sum()
+    sweep_bracket(y, w, &points, capacity, lo, hi)
 }
 
 /// Solves `f(v) = capacity` exactly inside `[lo, hi]` by sorting the
 /// breakpoints there and walking the linear pieces between them.
-fn sweep_bracket(y: &[f64], w: &[f64], capacity: f64, lo: f64, hi: f64) -> f64 {
+fn sweep_bracket(
+    y: &[f64],
+    w: &[f64],
+    points: &Breakpoints,
+    capacity: f64,
+    lo: f64,
+    hi: f64,
+) -> f64 {
     // Just above lo, f(v) = a - v * b: a sums the weights of units still at 1
     // and w_i y_i of the free ones, b sums w_i^2 of the free ones.
     let mut a = 0.0;
     let mut b = 0.0;
     // (breakpoint, unit, true when the unit leaves 1, false when it hits 0)
     let mut events: Vec<(f64, usize, bool)> = Vec::new();
-    for (i, (&yi, &wi)) in y.iter().zip(w).enumerate() {
-        if wi <= 0.0 {
-            continue;
-        }
-        let leaves_one = (yi - 1.0) / wi;
-        let hits_zero = yi / wi;
+    for i in 0..y.len() {
+        let (leaves_one, hits_zero) = (points.leaves_one[i], points.hits_zero[i]);
         if leaves_one > lo {
-            a += wi;
+            a += w[i];
         } else if hits_zero > lo {
-            a += wi * yi;
-            b += wi * wi;
+            a += w[i] * y[i];
+            b += w[i] * w[i];
         }
         if leaves_one > lo && leaves_one < hi {
             events.push((leaves_one, i, true));

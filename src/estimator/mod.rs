@@ -55,10 +55,10 @@ pub trait GradientEstimator {
     fn restore(&mut self, state: Self::State) -> Result<()>;
 }
 
-/// Checks the inputs shared by every estimator and returns the masks as `f64`.
-pub(crate) fn check_inputs(probs: &Tensor, masks: &Tensor, losses: &[f64]) -> Result<Tensor> {
+/// Checks the inputs shared by every estimator.
+pub(crate) fn check_inputs(probs: &Tensor, masks: &Tensor, losses: &[f64]) -> Result<()> {
     let num_units = probs.size().first().copied().unwrap_or(0) as usize;
-    let masks = check_masks(masks, num_units)?;
+    check_masks(masks, num_units)?;
     let rows = masks.size()[0];
     if losses.is_empty() || rows != losses.len() as i64 {
         return Err(Error::Shape {
@@ -74,29 +74,38 @@ pub(crate) fn check_inputs(probs: &Tensor, masks: &Tensor, losses: &[f64]) -> Re
             "estimators take finite losses only; filter NaN and infinite losses first",
         ));
     }
-    Ok(masks)
+    Ok(())
 }
 
 /// Returns `sum_k coeffs[k] (masks[k] - s) / d(s)`, with 0 where `d(s) = 0`.
+///
+/// `probs` is `f64` `[N]` and `masks` `f64` or `f32` `[K, N]`. The sum runs in
+/// one pass over copied-out slices: a chain of tensor operations allocated
+/// a `[N]` temporary per operation and was several times slower.
 pub(crate) fn weighted_score_sum(
     probs: &Tensor,
     masks: &Tensor,
     coeffs: &[f64],
     denominator: ScoreDenominator,
-) -> Tensor {
-    let k = coeffs.len() as i64;
-    // [1, K] x [K, N] -> [1, N], then minus s * sum_k coeffs[k]
-    let weights = Tensor::from_slice(coeffs).view([1, k]);
+) -> Result<Tensor> {
+    let s = Vec::<f64>::try_from(probs)?;
+    let n = s.len();
+    let rows = Vec::<f32>::try_from(&masks.reshape([-1]).to_kind(Kind::Float))?;
     let total: f64 = coeffs.iter().sum();
-    let numerator = weights.matmul(masks).squeeze_dim(0) - probs * total;
-    let variance = probs * (1.0 - probs);
-    match denominator {
-        ScoreDenominator::Exact => {
-            let score = numerator / &variance;
-            let defined = variance.gt(0.0);
-            score.where_self(&defined, &Tensor::zeros_like(probs))
+    // [N] numerator sum_k c_k m_k - s sum_k c_k
+    let mut grad: Vec<f64> = s.iter().map(|&si| -si * total).collect();
+    for (row, &c) in rows.chunks_exact(n.max(1)).zip(coeffs) {
+        for (g, &m) in grad.iter_mut().zip(row) {
+            *g += c * f64::from(m);
         }
-        ScoreDenominator::ReferenceSqrt => numerator / (variance + SQRT_DENOMINATOR_EPS).sqrt(),
     }
-    .to_kind(Kind::Double)
+    for (g, &si) in grad.iter_mut().zip(&s) {
+        let variance = si * (1.0 - si);
+        *g = match denominator {
+            ScoreDenominator::Exact if variance > 0.0 => *g / variance,
+            ScoreDenominator::Exact => 0.0,
+            ScoreDenominator::ReferenceSqrt => *g / (variance + SQRT_DENOMINATOR_EPS).sqrt(),
+        };
+    }
+    Ok(Tensor::from_slice(&grad))
 }

@@ -72,7 +72,7 @@ impl GradientEstimator for EmaReinforce {
     type State = EmaState;
 
     fn estimate(&mut self, probs: &Tensor, masks: &Tensor, losses: &[f64]) -> Result<Tensor> {
-        let masks = check_inputs(probs, masks, losses)?;
+        check_inputs(probs, masks, losses)?;
         let k = losses.len();
         let mean = losses.iter().sum::<f64>() / k as f64;
         let weight = 1.0 / self.window;
@@ -83,7 +83,7 @@ impl GradientEstimator for EmaReinforce {
         self.baseline = Some(b);
         let factor = 1.0 / (k.max(2) - 1) as f64;
         let coeffs: Vec<f64> = losses.iter().map(|l| factor * (l - b)).collect();
-        Ok(weighted_score_sum(probs, &masks, &coeffs, self.denominator))
+        weighted_score_sum(probs, masks, &coeffs, self.denominator)
     }
 
     fn state(&self) -> EmaState {
@@ -123,7 +123,7 @@ impl GradientEstimator for LeaveOneOut {
     type State = ();
 
     fn estimate(&mut self, probs: &Tensor, masks: &Tensor, losses: &[f64]) -> Result<Tensor> {
-        let masks = check_inputs(probs, masks, losses)?;
+        check_inputs(probs, masks, losses)?;
         let k = losses.len() as f64;
         if losses.len() < 2 {
             return Ok(Tensor::zeros_like(probs));
@@ -133,12 +133,7 @@ impl GradientEstimator for LeaveOneOut {
             .iter()
             .map(|l| (l - (sum - l) / (k - 1.0)) / k)
             .collect();
-        Ok(weighted_score_sum(
-            probs,
-            &masks,
-            &coeffs,
-            ScoreDenominator::Exact,
-        ))
+        weighted_score_sum(probs, masks, &coeffs, ScoreDenominator::Exact)
     }
 
     fn state(&self) {}
@@ -158,15 +153,10 @@ impl GradientEstimator for PlainReinforce {
     type State = ();
 
     fn estimate(&mut self, probs: &Tensor, masks: &Tensor, losses: &[f64]) -> Result<Tensor> {
-        let masks = check_inputs(probs, masks, losses)?;
+        check_inputs(probs, masks, losses)?;
         let k = losses.len() as f64;
         let coeffs: Vec<f64> = losses.iter().map(|l| l / k).collect();
-        Ok(weighted_score_sum(
-            probs,
-            &masks,
-            &coeffs,
-            ScoreDenominator::Exact,
-        ))
+        weighted_score_sum(probs, masks, &coeffs, ScoreDenominator::Exact)
     }
 
     fn state(&self) {}

@@ -157,7 +157,8 @@ impl MaskPolicy for BernoulliPolicy {
     /// Exact Bernoulli score `(m - s) / (s (1 - s))`. Where `s` is exactly 0
     /// or 1 every sample equals `s`, the score is 0/0, and 0 is returned.
     fn score(&self, masks: &Tensor) -> Result<Tensor> {
-        let masks = check_masks(masks, self.num_units())?;
+        check_masks(masks, self.num_units())?;
+        let masks = masks.to_kind(Kind::Double);
         let variance = &self.probs * (1.0 - &self.probs);
         let score = (masks - &self.probs) / &variance;
         let defined = variance.gt(0.0);
@@ -234,8 +235,8 @@ impl MaskPolicy for BernoulliPolicy {
     }
 }
 
-/// Checks that `masks` is `[K, num_units]` and returns it as `f64`.
-pub(crate) fn check_masks(masks: &Tensor, num_units: usize) -> Result<Tensor> {
+/// Checks that `masks` is `[K, num_units]`.
+pub(crate) fn check_masks(masks: &Tensor, num_units: usize) -> Result<()> {
     let size = masks.size();
     if size.len() != 2 || size[1] != num_units as i64 {
         return Err(Error::Shape {
@@ -244,5 +245,5 @@ pub(crate) fn check_masks(masks: &Tensor, num_units: usize) -> Result<Tensor> {
             found: size,
         });
     }
-    Ok(masks.to_kind(Kind::Double))
+    Ok(())
 }
