@@ -262,7 +262,7 @@ fn report<E: GradientEstimator>(
     Ok(())
 }
 
-/// A mask that removes the `remove` units of lowest cost, ignoring
+/// Builds a mask that removes the `remove` units of lowest cost, ignoring
 /// interactions: the baseline a one-shot importance metric would give.
 fn cheapest_units(cost: &[f64], remove: usize) -> Vec<f32> {
     let mut order: Vec<usize> = (0..cost.len()).collect();

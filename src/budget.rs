@@ -15,7 +15,7 @@
 use crate::error::{Error, Result};
 use crate::units::Budget;
 
-/// Bisection passes stop once the bracket holds at most this many
+/// Bisection passes stop once the bracket contains at most this many
 /// breakpoints. Sorting a few thousand values costs less than one more pass
 /// over a budget of hundreds of thousands of units.
 const SORT_BREAKPOINTS_AT_MOST: usize = 4096;
@@ -24,10 +24,10 @@ const SORT_BREAKPOINTS_AT_MOST: usize = 4096;
 /// further, so breakpoints still inside are ties; the sweep handles them.
 const MAX_BISECTION_PASSES: usize = 64;
 
-/// Checks that a budget can be met by some probabilities in [0, 1] and that
-/// its weights are usable; returns the error that names what is wrong.
+/// Checks that some probabilities in [0, 1] meet the budget and that its
+/// weights and unit indices are valid. The error names the bad value.
 pub fn validate_budget(budget: &Budget, num_units: usize) -> Result<()> {
-    if !(budget.capacity >= 0.0) || !budget.capacity.is_finite() {
+    if !budget.capacity.is_finite() || budget.capacity < 0.0 {
         return Err(Error::InfeasibleBudget {
             budget: budget.name.clone(),
             target: budget.capacity,
@@ -42,7 +42,7 @@ pub fn validate_budget(budget: &Budget, num_units: usize) -> Result<()> {
                 found: vec![weights.len() as i64],
             });
         }
-        if let Some(bad) = weights.iter().find(|w| !(**w >= 0.0) || !w.is_finite()) {
+        if let Some(bad) = weights.iter().find(|w| !w.is_finite() || **w < 0.0) {
             return Err(Error::invalid(
                 "budget weight",
                 bad,

@@ -53,7 +53,7 @@ pub const ADAM_BETA1: f64 = 0.9;
 pub const ADAM_BETA2: f64 = 0.999;
 pub const ADAM_EPS: f64 = 1e-8;
 
-/// Which update rule to use.
+/// Update rule of an [`Optimizer`].
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum OptimizerKind {
@@ -81,7 +81,7 @@ impl OptimizerKind {
                     return Err(Error::invalid(name, value, "must be in [0, 1)"));
                 }
             }
-            if !(eps > 0.0) || !eps.is_finite() {
+            if !eps.is_finite() || eps <= 0.0 {
                 return Err(Error::invalid("adam eps", eps, "a finite value > 0"));
             }
         }

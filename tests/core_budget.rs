@@ -22,7 +22,7 @@ fn weighted_sum(s: &[f64], w: &[f64]) -> f64 {
     s.iter().zip(w).map(|(a, b)| a * b).sum()
 }
 
-/// A random problem: points partly outside [0, 1], optional weights in
+/// Draws a random problem: points partly outside [0, 1], optional weights in
 /// [0.5, 3), a capacity between 0 and the total weight.
 fn random_case(rng: &mut ChaCha8Rng, n: usize, weighted: bool) -> (Vec<f64>, Vec<f64>, f64) {
     let y: Vec<f64> = (0..n).map(|_| rng.random_range(-0.5..1.5)).collect();

@@ -117,7 +117,7 @@ fn projection_meets_every_budget() {
 }
 
 #[test]
-fn final_mask_keeps_top_units_with_lower_index_on_ties() {
+fn final_mask_ties_keep_lower_index() {
     let space = space(0, 6);
     let budgets = space.budgets(BudgetKind::PerKind, 0.5).expect("budgets");
     let init = [0.2, 0.9, 0.5, 0.5, 0.1, 0.5];

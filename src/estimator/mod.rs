@@ -6,6 +6,11 @@
 //! sampled masks with a different baseline `b_k`, factor and denominator
 //! `d(s)`. Unbiasedness claims hold for `s` strictly inside (0, 1): where `s`
 //! is exactly 0 or 1 no sample varies and the estimate is 0.
+//!
+//! "The reference" below is the public PyTorch implementation that
+//! accompanies Gao et al., "Bypass Back-propagation: Optimization-based
+//! Structural Pruning for Large Language Models via Policy Gradient",
+//! ACL 2025 (arXiv 2406.10576).
 
 mod penalty;
 mod reinforce;
@@ -45,7 +50,7 @@ pub trait GradientEstimator {
 
     /// Returns the gradient, `f64` `[num_units]`.
     ///
-    /// `probs` is `f64` `[num_units]`, `masks` `[K, num_units]` holds the
+    /// `probs` is `f64` `[num_units]`, `masks` `[K, num_units]` contains the
     /// masks whose losses were finite, and `losses` their K finite losses
     /// (K >= 1). Returns an error on mismatched sizes or a non-finite loss.
     fn estimate(&mut self, probs: &Tensor, masks: &Tensor, losses: &[f64]) -> Result<Tensor>;

@@ -25,7 +25,7 @@ pub struct WithPenalty<E> {
 impl<E: GradientEstimator> WithPenalty<E> {
     /// Returns an error unless `strength` is finite and >= 0.
     pub fn new(inner: E, strength: f64) -> Result<Self> {
-        if !(strength >= 0.0) || !strength.is_finite() {
+        if !strength.is_finite() || strength < 0.0 {
             return Err(Error::invalid(
                 "penalty strength",
                 strength,

@@ -39,7 +39,7 @@ pub struct EmaState {
 impl EmaReinforce {
     /// Returns an error unless `window >= 1` (an update weight in (0, 1]).
     pub fn new(window: f64, denominator: ScoreDenominator) -> Result<Self> {
-        if !(window >= 1.0) || !window.is_finite() {
+        if !window.is_finite() || window < 1.0 {
             return Err(Error::invalid(
                 "baseline window",
                 window,
@@ -53,7 +53,7 @@ impl EmaReinforce {
         })
     }
 
-    /// The reference configuration: window 5, square-root denominator.
+    /// Creates the reference configuration: window 5, square-root denominator.
     pub fn reference() -> Self {
         Self {
             window: DEFAULT_BASELINE_WINDOW,
@@ -62,7 +62,7 @@ impl EmaReinforce {
         }
     }
 
-    /// The baseline after the last call, `None` before the first.
+    /// Returns the baseline after the last call, `None` before the first.
     pub fn baseline(&self) -> Option<f64> {
         self.baseline
     }

@@ -66,7 +66,9 @@ impl<P: MaskPolicy, O: ForwardOracle, E: GradientEstimator> Pruner<P, O, E> {
     ///
     /// Returns [`Error::Checkpoint`] if the checkpoint was written by another
     /// format, for another number of units or with other settings. Build the
-    /// pruner exactly as for the original run, then call this.
+    /// pruner exactly as for the original run, then call this. NOTE: if the
+    /// policy, estimator or optimiser rejects its part, the parts before it
+    /// are already replaced, so discard the pruner after an error.
     pub fn resume_from(&mut self, path: &Path) -> Result<()> {
         let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
         let checkpoint: Checkpoint<P::State, E::State> =
@@ -74,29 +76,12 @@ impl<P: MaskPolicy, O: ForwardOracle, E: GradientEstimator> Pruner<P, O, E> {
                 context: format!("checkpoint {}", path.display()),
                 source,
             })?;
-        let mismatch = |reason: String| Error::Checkpoint {
-            path: path.to_path_buf(),
-            reason,
-        };
-        if checkpoint.format != CHECKPOINT_FORMAT {
-            return Err(mismatch(format!(
-                "format {} where this build reads format {CHECKPOINT_FORMAT}",
-                checkpoint.format
-            )));
-        }
-        if checkpoint.num_units != self.policy.num_units() {
-            return Err(mismatch(format!(
-                "saved for {} units, this run has {}",
-                checkpoint.num_units,
-                self.policy.num_units()
-            )));
-        }
-        if checkpoint.settings != self.settings {
-            return Err(mismatch(format!(
-                "saved with settings {:?}, this run has {:?}",
-                checkpoint.settings, self.settings
-            )));
-        }
+        self.check_matches(&checkpoint)
+            .map_err(|reason| Error::Checkpoint {
+                path: path.to_path_buf(),
+                reason,
+            })?;
+
         self.policy.restore(checkpoint.policy)?;
         self.estimator.restore(checkpoint.estimator)?;
         self.optimizer
@@ -104,6 +89,33 @@ impl<P: MaskPolicy, O: ForwardOracle, E: GradientEstimator> Pruner<P, O, E> {
         self.rng = checkpoint.rng;
         self.counters = checkpoint.counters;
         tracing::info!(path = %path.display(), step = self.counters.steps, "resumed from checkpoint");
+        Ok(())
+    }
+
+    /// Returns why `checkpoint` cannot resume this run, if it cannot.
+    fn check_matches(
+        &self,
+        checkpoint: &Checkpoint<P::State, E::State>,
+    ) -> std::result::Result<(), String> {
+        if checkpoint.format != CHECKPOINT_FORMAT {
+            return Err(format!(
+                "format {} where this build reads format {CHECKPOINT_FORMAT}",
+                checkpoint.format
+            ));
+        }
+        if checkpoint.num_units != self.policy.num_units() {
+            return Err(format!(
+                "saved for {} units, this run has {}",
+                checkpoint.num_units,
+                self.policy.num_units()
+            ));
+        }
+        if checkpoint.settings != self.settings {
+            return Err(format!(
+                "saved with settings {:?}, this run has {:?}",
+                checkpoint.settings, self.settings
+            ));
+        }
         Ok(())
     }
 }

@@ -28,7 +28,7 @@ pub struct Counters {
     pub skipped_steps: u64,
 }
 
-/// What one call of [`Pruner::step`] did.
+/// Result of one call of [`Pruner::step`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct StepOutcome {
     /// Index of this step, from 0.

@@ -22,7 +22,8 @@ pub struct PrunerSettings {
 }
 
 impl PrunerSettings {
-    /// The reference configuration: K = 2, plain SGD, cosine annealing.
+    /// Creates the reference configuration: K = 2, plain SGD, cosine
+    /// annealing (Gao et al., ACL 2025, public implementation).
     pub fn reference(steps: u64, learning_rate: f64, seed: u64) -> Self {
         Self {
             steps,
@@ -46,7 +47,7 @@ impl PrunerSettings {
                 "sample at least one mask per step (2 or more for a baseline)",
             ));
         }
-        if !(self.learning_rate > 0.0) || !self.learning_rate.is_finite() {
+        if !self.learning_rate.is_finite() || self.learning_rate <= 0.0 {
             return Err(Error::invalid(
                 "learning rate",
                 self.learning_rate,
