@@ -219,3 +219,16 @@ fn sgd_step_and_invalid_adam() {
     };
     assert!(Optimizer::new(bad).is_err());
 }
+
+#[test]
+fn projection_clamps_unbudgeted_units() {
+    let space = space(0, 3);
+    let mut policy = BernoulliPolicy::constant(&space, vec![], 0.5).expect("valid");
+    let delta = Tensor::from_slice(&[0.7_f64, -0.9, 0.1]);
+    policy.apply_update(&delta).expect("update");
+    policy.project().expect("project");
+    let s = to_vec(policy.probabilities());
+    assert_eq!(s[0], 1.0);
+    assert_eq!(s[1], 0.0);
+    assert_relative_eq!(s[2], 0.6, epsilon = 1e-15);
+}

@@ -55,6 +55,8 @@ pub struct BernoulliPolicy {
     /// `f64` `[num_units]`, in [0, 1] after every projection.
     probs: Tensor,
     budgets: Vec<Budget>,
+    /// Units outside every budget, which projection only clamps to [0, 1].
+    unbudgeted: Vec<usize>,
 }
 
 /// Serialised form of a [`BernoulliPolicy`].
@@ -87,10 +89,11 @@ impl BernoulliPolicy {
                 "every keep probability must be in [0, 1]",
             ));
         }
-        check_budgets(&budgets, num_units)?;
+        let unbudgeted = check_budgets(&budgets, num_units)?;
         Ok(Self {
             probs: Tensor::from_slice(initial),
             budgets,
+            unbudgeted,
         })
     }
 
@@ -110,7 +113,8 @@ impl BernoulliPolicy {
 
 /// Rejects invalid budgets and budgets that overlap: projecting onto
 /// overlapping budgets one at a time would not reach their intersection.
-fn check_budgets(budgets: &[Budget], num_units: usize) -> Result<()> {
+/// Returns the units that no budget covers.
+fn check_budgets(budgets: &[Budget], num_units: usize) -> Result<Vec<usize>> {
     let mut owner: Vec<Option<usize>> = vec![None; num_units];
     for (b, budget) in budgets.iter().enumerate() {
         validate_budget(budget, num_units)?;
@@ -127,7 +131,7 @@ fn check_budgets(budgets: &[Budget], num_units: usize) -> Result<()> {
             }
         }
     }
-    Ok(())
+    Ok((0..num_units).filter(|&u| owner[u].is_none()).collect())
 }
 
 impl MaskPolicy for BernoulliPolicy {
@@ -183,14 +187,8 @@ impl MaskPolicy for BernoulliPolicy {
         for budget in &self.budgets {
             project_onto_budget(&mut probs, budget)?;
         }
-        // Units outside every budget still have to be probabilities.
-        let mut covered = vec![false; probs.len()];
-        self.budgets
-            .iter()
-            .flat_map(|b| b.units.iter())
-            .for_each(|&u| covered[u as usize] = true);
-        for (p, _) in probs.iter_mut().zip(&covered).filter(|(_, c)| !**c) {
-            *p = p.clamp(0.0, 1.0);
+        for &u in &self.unbudgeted {
+            probs[u] = probs[u].clamp(0.0, 1.0);
         }
         self.probs = Tensor::from_slice(&probs);
         Ok(())
