@@ -33,6 +33,10 @@ fn unit_space(layers: usize, heads: usize, channels: usize) -> UnitSpace {
 }
 
 fn policy_step(c: &mut Criterion) {
+    // The step is memory-bound. With libtorch's default of one thread per
+    // core, its few parallel tensor operations stalled for milliseconds
+    // whenever another process used a core, so the bench runs one thread.
+    tch::set_num_threads(1);
     for (name, layers, heads, channels) in MODELS {
         let space = unit_space(layers, heads, channels);
         let mut group = c.benchmark_group(format!("policy_step/{name}"));

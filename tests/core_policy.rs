@@ -232,3 +232,13 @@ fn projection_clamps_unbudgeted_units() {
     assert_eq!(s[1], 0.0);
     assert_relative_eq!(s[2], 0.6, epsilon = 1e-15);
 }
+
+#[test]
+fn projection_rejects_nan_parameters() {
+    let space = space(0, 3);
+    let mut policy = BernoulliPolicy::constant(&space, vec![], 0.5).expect("valid");
+    let delta = Tensor::from_slice(&[0.0_f64, f64::NAN, 0.0]);
+    policy.apply_update(&delta).expect("update");
+    let err = policy.project().expect_err("NaN parameter");
+    assert!(matches!(err, Error::InvalidArgument { .. }), "{err}");
+}

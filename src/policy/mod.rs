@@ -182,8 +182,17 @@ impl MaskPolicy for BernoulliPolicy {
         Ok(())
     }
 
+    /// Returns an error, leaving the policy unchanged, if an update made a
+    /// parameter NaN.
     fn project(&mut self) -> Result<()> {
         let mut probs = self.probs_vec()?;
+        if let Some(unit) = probs.iter().position(|p| p.is_nan()) {
+            return Err(Error::invalid(
+                "keep probability",
+                format!("NaN at unit {unit}"),
+                "a finite value; lower the learning rate or check the losses",
+            ));
+        }
         for budget in &self.budgets {
             project_onto_budget(&mut probs, budget)?;
         }
