@@ -70,14 +70,20 @@ impl CalibrationSampler {
     /// Draws one batch, an `i64` tensor of shape `[batch_size, seq_len]`.
     /// The same RNG state always gives the same batch.
     pub fn sample<R: Rng + ?Sized>(&self, rng: &mut R) -> Tensor {
+        self.sample_windows(self.batch_size, rng)
+    }
+
+    /// Draws `count` windows as an `i64` tensor `[count, seq_len]`, for
+    /// callers that need a batch size other than the sampler's.
+    pub fn sample_windows<R: Rng + ?Sized>(&self, count: usize, rng: &mut R) -> Tensor {
         let last_start = self.tokens.len() - self.seq_len;
-        let mut ids = Vec::with_capacity(self.batch_size * self.seq_len);
-        for _ in 0..self.batch_size {
+        let mut ids = Vec::with_capacity(count * self.seq_len);
+        for _ in 0..count {
             let start = rng.random_range(0..=last_start);
             ids.extend_from_slice(&self.tokens[start..start + self.seq_len]);
         }
-        // [batch, seq]
-        Tensor::from_slice(&ids).view([self.batch_size as i64, self.seq_len as i64])
+        // [count, seq]
+        Tensor::from_slice(&ids).view([count as i64, self.seq_len as i64])
     }
 
     pub fn seq_len(&self) -> usize {

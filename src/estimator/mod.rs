@@ -12,11 +12,13 @@
 //! Structural Pruning for Large Language Models via Policy Gradient",
 //! ACL 2025 (arXiv 2406.10576).
 
+mod choice;
 mod penalty;
 mod reinforce;
 
+pub use choice::{AnyEstimator, AnyEstimatorState, EstimatorChoice};
 pub use penalty::WithPenalty;
-pub use reinforce::{EmaReinforce, LeaveOneOut, PlainReinforce, DEFAULT_BASELINE_WINDOW};
+pub use reinforce::{EmaReinforce, EmaState, LeaveOneOut, PlainReinforce, DEFAULT_BASELINE_WINDOW};
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};

@@ -146,6 +146,12 @@ impl OutputDir {
         &self.target
     }
 
+    /// Returns the staging folder itself, for writers that fill a folder
+    /// (such as a model saver). It becomes the target on commit.
+    pub fn staging_dir(&self) -> &Path {
+        &self.staging
+    }
+
     /// Returns the staging path of `relative`, for writers that need a path of
     /// their own, after creating its parent folders.
     ///

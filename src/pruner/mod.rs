@@ -117,6 +117,12 @@ impl<P: MaskPolicy, O: ForwardOracle, E: GradientEstimator> Pruner<P, O, E> {
         self.counters
     }
 
+    /// Returns the policy, the oracle and the estimator, for example to
+    /// reuse the oracle's model after the run.
+    pub fn into_parts(self) -> (P, O, E) {
+        (self.policy, self.oracle, self.estimator)
+    }
+
     /// Returns the policy, for example to read its final mask.
     pub fn into_policy(self) -> P {
         self.policy
