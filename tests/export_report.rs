@@ -50,6 +50,7 @@ fn sample_report() -> Report {
         ppl: PerplexitySummary {
             dense: 12.5,
             init: 20.0,
+            init_policy: Some(15.0),
             final_: f64::NAN,
         },
         eval_tokens: 127 * 10,

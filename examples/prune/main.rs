@@ -76,7 +76,11 @@ fn run(args: &Args) -> Result<()> {
     let init_ppl = inputs::perplexity(&oracle, &inputs.eval_windows, Some(&init_mask), args.eval_batch)?;
     eprintln!("{:?} initial mask perplexity: {:.3}", args.init(), init_ppl.ppl);
 
-    let run = optimise::optimise(args, oracle, &space, &init.probabilities, &inputs.sampler, &output)?;
+    let init_policy_mask = optimise::initial_policy_mask(args, &space, &init.probabilities)?;
+    let init_policy = inputs::perplexity(&oracle, &inputs.eval_windows, Some(&init_policy_mask), args.eval_batch)?;
+    eprintln!("initial keep probabilities, top units per budget: perplexity {:.3}", init_policy.ppl);
+
+    let run = optimise::optimise(args, oracle, &space, &init.probabilities, &inputs.sampler)?;
     let masked = inputs::perplexity(&run.oracle, &inputs.eval_windows, Some(&run.final_mask), args.eval_batch)?;
     let compacted = compact(run.oracle.model(), &space, &run.final_mask)?;
     let final_ppl = inputs::perplexity_dense(&compacted, &inputs.eval_windows, args.eval_batch)?;
@@ -88,6 +92,7 @@ fn run(args: &Args) -> Result<()> {
     let summary = outputs::Summary {
         dense,
         init: init_ppl,
+        init_policy,
         final_: final_ppl,
         final_mask: run.final_mask,
         step_seconds: run.step_seconds,

@@ -7,7 +7,6 @@ use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use pgprune::data::CalibrationSampler;
 use pgprune::estimator::AnyEstimator;
-use pgprune::export::OutputDir;
 use pgprune::models::llama::LlamaOracle;
 use pgprune::policy::{BernoulliPolicy, MaskPolicy};
 use pgprune::pruner::Counters;
@@ -43,11 +42,8 @@ pub fn optimise(
     space: &UnitSpace,
     initial: &[f64],
     sampler: &CalibrationSampler,
-    _output: &OutputDir,
 ) -> Result<RunResult> {
-    let budgets = space.budgets(args.budget(), 1.0 - args.sparsity)?;
-    let mut policy = BernoulliPolicy::new(space, budgets, initial)?;
-    policy.project()?;
+    let policy = initial_policy(args, space, initial)?;
     let estimator = args.estimator.build(args.baseline_window, args.penalty)?;
     let settings = PrunerSettings {
         steps: args.steps,
@@ -99,6 +95,19 @@ pub fn optimise(
         step_seconds,
         counters,
     })
+}
+
+/// Builds the policy from the initial probabilities, projected onto the budgets.
+fn initial_policy(args: &Args, space: &UnitSpace, initial: &[f64]) -> Result<BernoulliPolicy> {
+    let budgets = space.budgets(args.budget(), 1.0 - args.sparsity)?;
+    let mut policy = BernoulliPolicy::new(space, budgets, initial)?;
+    policy.project()?;
+    Ok(policy)
+}
+
+/// The final mask of the initial policy, before any step.
+pub fn initial_policy_mask(args: &Args, space: &UnitSpace, initial: &[f64]) -> Result<Tensor> {
+    Ok(initial_policy(args, space, initial)?.final_mask()?)
 }
 
 fn into_oracle(pruner: Pruner<BernoulliPolicy, LlamaOracle, AnyEstimator>) -> LlamaOracle {

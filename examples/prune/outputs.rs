@@ -15,6 +15,7 @@ use crate::args::Args;
 pub struct Summary {
     pub dense: Perplexity,
     pub init: Perplexity,
+    pub init_policy: Perplexity,
     pub final_: Perplexity,
     pub final_mask: Tensor,
     pub step_seconds: Vec<f64>,
@@ -48,6 +49,7 @@ pub fn write(
         ppl: PerplexitySummary {
             dense: summary.dense.ppl,
             init: summary.init.ppl,
+            init_policy: Some(summary.init_policy.ppl),
             final_: summary.final_.ppl,
         },
         eval_tokens: summary.final_.tokens,
@@ -79,7 +81,7 @@ pub fn write(
         serde_json::json!({
             "out": target.display().to_string(),
             "sparsity": args.sparsity,
-            "ppl": { "dense": report.ppl.dense, "init": report.ppl.init, "final": report.ppl.final_ },
+            "ppl": { "dense": report.ppl.dense, "init": report.ppl.init, "init_policy": summary.init_policy.ppl, "final": report.ppl.final_ },
             "params": { "before": report.params.before, "after": report.params.after },
             "step_seconds": report.step_seconds,
             "wall_seconds": report.wall_seconds,

@@ -49,6 +49,12 @@ pub struct PerplexitySummary {
     pub dense: f64,
     #[serde(deserialize_with = "f64_or_nan")]
     pub init: f64,
+    /// Perplexity of the final-mask rule (top units per budget) applied to
+    /// the initial keep probabilities, before any policy-gradient step. It
+    /// separates what the global allocation of the initial probabilities
+    /// gives from what the optimisation adds. `None` when not measured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init_policy: Option<f64>,
     #[serde(rename = "final", deserialize_with = "f64_or_nan")]
     pub final_: f64,
 }
