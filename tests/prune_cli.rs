@@ -347,3 +347,14 @@ fn resume_matches_uninterrupted_run() {
     );
     assert_eq!(number(&resumed, "/forward_passes"), number(&whole, "/forward_passes"), "forward passes");
 }
+
+#[test]
+fn library_api_example_saves_model() {
+    let scratch = Scratch::new();
+    let out = scratch.out();
+    let args: Vec<String> = [&scratch.model, &scratch.calib, &out].iter().map(|p| p.display().to_string()).collect();
+    run_ok("library_api", &args);
+    for file in ["model.safetensors", "config.json", "tokenizer.json"] {
+        assert!(out.join(file).is_file(), "{file} missing from the library_api output");
+    }
+}
