@@ -31,7 +31,7 @@ fn main() -> Result<()> {
     let tokens = tokenize_documents(&loaded.tokenizer, &documents, &TokenizeOptions::default())?;
     let sampler = CalibrationSampler::new(tokens, seq_len, batch)?;
 
-    // Heads (KV groups) and MLP channels; each kind keeps 70% of its units.
+    // Prune heads (KV groups) and MLP channels, keeping 70% of each kind.
     let oracle = LlamaOracle::new(loaded.model, Granularity::new(true, true, false)?);
     let space = oracle.unit_space().clone();
     let budgets = space.budgets(BudgetKind::PerKind, keep_ratio)?;
