@@ -12,6 +12,9 @@ use pgprune::runtime::DType;
 use pgprune::BudgetKind;
 
 #[derive(Parser, Debug, Clone)]
+// Negative numbers parse as values, so `--sparsity -0.1` reaches validation
+// and gets a message about the range, not "unexpected argument '-0'".
+#[command(allow_negative_numbers = true)]
 #[command(about = "Prune a LLaMA-family model structurally by policy gradient over keep probabilities")]
 pub struct Args {
     /// Hugging Face model folder or .gguf file.
@@ -116,6 +119,10 @@ pub struct Args {
     /// the same settings.
     #[arg(long)]
     pub resume: bool,
+    /// Testing aid: stop after this many steps in total and keep the
+    /// checkpoint without writing --out, as an interrupted run would.
+    #[arg(long, hide = true)]
+    pub stop_after: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

@@ -30,16 +30,25 @@ pub struct Inputs {
 
 pub fn load(args: &Args, device: Device) -> Result<Inputs> {
     let loaded = load_model(&args.model, args.dtype.kind(), device)
-        .with_context(|| format!("loading the model {}", args.model.display()))?;
+        .with_context(|| {
+            format!(
+                "loading --model {}: pass a Hugging Face model folder or a .gguf file",
+                args.model.display()
+            )
+        })?;
 
-    let calib_docs = read_corpora(&args.calib, args.calib_format).context("reading --calib")?;
+    let calib_docs = read_corpora(&args.calib, args.calib_format)
+        .with_context(|| format!("reading --calib {}", paths(&args.calib)))?;
     let calib_tokens = tokenize_documents(&loaded.tokenizer, &calib_docs, &TokenizeOptions::default())?;
     eprintln!("calibration: {} documents, {} tokens", calib_docs.len(), calib_tokens.len());
-    let sampler = CalibrationSampler::new(calib_tokens, args.seq_len, args.batch).context("--calib")?;
+    let sampler = CalibrationSampler::new(calib_tokens, args.seq_len, args.batch).with_context(|| {
+        format!("--calib {}: not enough text for --seq-len {}", paths(&args.calib), args.seq_len)
+    })?;
     let mut rng = ChaCha8Rng::seed_from_u64(args.seed.wrapping_add(INIT_SEQUENCES_SEED_OFFSET));
     let init_sequences = sampler.sample_windows(args.init_samples, &mut rng).to_device(device);
 
-    let eval_docs = read_corpora(&args.eval, args.eval_format).context("reading --eval")?;
+    let eval_docs = read_corpora(&args.eval, args.eval_format)
+        .with_context(|| format!("reading --eval {}", paths(&args.eval)))?;
     let windows = evaluation_windows(
         &loaded.tokenizer,
         &eval_docs,
@@ -47,7 +56,7 @@ pub fn load(args: &Args, device: Device) -> Result<Inputs> {
         Some(args.eval_max_tokens),
         false,
     )
-    .context("--eval")?;
+    .with_context(|| format!("--eval {}: not enough text for --eval-seq-len {}", paths(&args.eval), args.eval_seq_len))?;
     eprintln!(
         "evaluation: {} documents, {} windows of {} tokens",
         eval_docs.len(),
@@ -61,6 +70,11 @@ pub fn load(args: &Args, device: Device) -> Result<Inputs> {
         init_sequences,
         eval_windows: windows.ids.to_device(device),
     })
+}
+
+/// Joins `paths` for messages.
+fn paths(paths: &[std::path::PathBuf]) -> String {
+    paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(" ")
 }
 
 /// Perplexity of the oracle's model under `mask` `[num_units]` (dense when `None`).

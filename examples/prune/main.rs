@@ -52,6 +52,14 @@ fn run(args: &Args) -> Result<()> {
     let start = Instant::now();
     let device = parse_device(&args.device)?;
     let granularity = args.granularity()?;
+    let checkpoint = optimise::checkpoint_path(args);
+    if args.resume && !checkpoint.is_file() {
+        anyhow::bail!(
+            "--resume: no checkpoint at {}; it is written next to --out every --checkpoint-every steps, \
+             so resume with the same --out, or run without --resume to start over",
+            checkpoint.display()
+        );
+    }
     let output = outputs::create_output(args)?;
 
     let inputs = inputs::load(args, device)?;
@@ -80,7 +88,9 @@ fn run(args: &Args) -> Result<()> {
     let init_policy = inputs::perplexity(&oracle, &inputs.eval_windows, Some(&init_policy_mask), args.eval_batch)?;
     eprintln!("initial keep probabilities, top units per budget: perplexity {:.3}", init_policy.ppl);
 
-    let run = optimise::optimise(args, oracle, &space, &init.probabilities, &inputs.sampler)?;
+    let Some(run) = optimise::optimise(args, oracle, &space, &init.probabilities, &inputs.sampler)? else {
+        return Ok(());
+    };
     let masked = inputs::perplexity(&run.oracle, &inputs.eval_windows, Some(&run.final_mask), args.eval_batch)?;
     let compacted = compact(run.oracle.model(), &space, &run.final_mask)?;
     let final_ppl = inputs::perplexity_dense(&compacted, &inputs.eval_windows, args.eval_batch)?;

@@ -36,13 +36,15 @@ pub fn checkpoint_path(args: &Args) -> PathBuf {
     args.out.with_file_name(name)
 }
 
+/// Runs the policy-gradient loop to `--steps`, or returns `None` when
+/// `--stop-after` ends it earlier, with a checkpoint written.
 pub fn optimise(
     args: &Args,
     oracle: LlamaOracle,
     space: &UnitSpace,
     initial: &[f64],
     sampler: &CalibrationSampler,
-) -> Result<RunResult> {
+) -> Result<Option<RunResult>> {
     let policy = initial_policy(args, space, initial)?;
     let estimator = args.estimator.build(args.baseline_window, args.penalty)?;
     let settings = PrunerSettings {
@@ -62,9 +64,10 @@ pub fn optimise(
         eprintln!("resumed at step {} from {}", pruner.counters().steps, checkpoint.display());
     }
 
+    let last_step = args.stop_after.map_or(args.steps, |n| n.min(args.steps));
     let bar = progress_bar(args.steps, pruner.counters().steps);
     let mut step_seconds = Vec::new();
-    while pruner.counters().steps < args.steps {
+    while pruner.counters().steps < last_step {
         let step = pruner.counters().steps;
         let mut batch_rng = ChaCha8Rng::seed_from_u64(args.seed ^ step.wrapping_mul(BATCH_SEED_MIX));
         let batch = sampler.sample(&mut batch_rng).to_device(pruner.oracle().model().device());
@@ -81,6 +84,16 @@ pub fn optimise(
         }
     }
     bar.finish();
+    if pruner.counters().steps < args.steps {
+        pruner.save_checkpoint(&checkpoint)?;
+        eprintln!(
+            "stopped after step {} of {} (--stop-after); continue with --resume from {}",
+            pruner.counters().steps,
+            args.steps,
+            checkpoint.display()
+        );
+        return Ok(None);
+    }
 
     let counters = pruner.counters();
     let policy = pruner.policy();
@@ -89,12 +102,12 @@ pub fn optimise(
     if checkpoint.exists() {
         std::fs::remove_file(&checkpoint).ok();
     }
-    Ok(RunResult {
+    Ok(Some(RunResult {
         oracle,
         final_mask,
         step_seconds,
         counters,
-    })
+    }))
 }
 
 /// Builds the policy from the initial probabilities, projected onto the budgets.

@@ -26,7 +26,12 @@ pub struct Summary {
 /// Opens the output folder early, so that an existing folder is reported
 /// before any work is done.
 pub fn create_output(args: &Args) -> Result<OutputDir> {
-    Ok(OutputDir::create(&args.out, args.overwrite)?)
+    OutputDir::create(&args.out, args.overwrite).with_context(|| {
+        format!(
+            "invalid --out {}: pass --overwrite to replace it, or choose another folder",
+            args.out.display()
+        )
+    })
 }
 
 /// Parameters of `model`, counting tied embeddings once.
