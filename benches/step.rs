@@ -15,7 +15,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use pgprune::models::llama::{Granularity, LlamaOracle};
+use pgprune::models::llama::{ForwardPath, Granularity, LlamaOracle};
 use pgprune::models::loading::load_model;
 use pgprune::ForwardOracle;
 use rand::{Rng, SeedableRng};
@@ -46,6 +46,9 @@ struct Args {
     /// Timed repetitions of each measurement; the median is reported.
     #[arg(long, default_value_t = 5)]
     repeats: usize,
+    /// Oracle forward path: auto, masked or sliced.
+    #[arg(long, default_value = "auto")]
+    path: String,
     /// Intra-op threads for libtorch; defaults to the number of CPUs.
     #[arg(long)]
     threads: Option<i32>,
@@ -72,6 +75,21 @@ fn peak_rss_mib() -> Option<f64> {
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib / 1024.0)
+}
+
+/// CPU time of this process, all threads, in seconds, from `/proc/self/stat`.
+/// Less disturbed than wall time when other processes share the cores.
+fn process_cpu_seconds() -> Option<f64> {
+    // Clock ticks per second of utime and stime; 100 on Linux x86-64
+    // (sysconf(_SC_CLK_TCK)), read here without a libc binding.
+    const CLOCK_TICKS_PER_SECOND: f64 = 100.0;
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the parenthesised command name: state is field 3, utime 14, stime 15.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) / CLOCK_TICKS_PER_SECOND)
 }
 
 /// Stand-in for the policy: keep probabilities and a score-function update.
@@ -120,7 +138,13 @@ fn time_dtype(args: &Args, path: &PathBuf, dtype: &str) -> Result<serde_json::Va
     };
     let loaded = load_model(path, kind, Device::Cpu).with_context(|| format!("loading {}", path.display()))?;
     let vocab = loaded.model.config.vocab_size;
-    let oracle = LlamaOracle::new(loaded.model, Granularity::new(true, true, false)?);
+    let path_choice = match args.path.as_str() {
+        "auto" => ForwardPath::Auto,
+        "masked" => ForwardPath::Masked,
+        "sliced" => ForwardPath::Sliced,
+        other => anyhow::bail!("unknown path '{other}': use auto, masked or sliced"),
+    };
+    let oracle = LlamaOracle::new(loaded.model, Granularity::new(true, true, false)?).with_forward_path(path_choice);
     let num_units = oracle.unit_space().num_units();
     tch::manual_seed(args.seed as i64);
     let tokens = Tensor::randint(vocab, [args.batch, args.seq_len], (Kind::Int64, Device::Cpu));
@@ -139,9 +163,11 @@ fn time_dtype(args: &Args, path: &PathBuf, dtype: &str) -> Result<serde_json::Va
     }
 
     let mut step = Vec::new();
+    let mut step_cpu = Vec::new();
     let mut update = Vec::new();
     let mut losses_seen = Vec::new();
     for repeat in 0..=args.repeats {
+        let cpu_start = process_cpu_seconds().unwrap_or(f64::NAN);
         let start = Instant::now();
         let masks = policy.sample(args.k);
         let sampled = start.elapsed().as_secs_f64();
@@ -154,6 +180,7 @@ fn time_dtype(args: &Args, path: &PathBuf, dtype: &str) -> Result<serde_json::Va
         if repeat > 0 {
             // Repetition 0 is a warm-up.
             step.push(total);
+            step_cpu.push(process_cpu_seconds().unwrap_or(f64::NAN) - cpu_start);
             update.push(sampled + updated);
             losses_seen.extend(losses);
         }
@@ -165,6 +192,7 @@ fn time_dtype(args: &Args, path: &PathBuf, dtype: &str) -> Result<serde_json::Va
     Ok(serde_json::json!({
         "implementation": "pgprune",
         "dtype": dtype,
+        "path": args.path,
         "threads": tch::get_num_threads(),
         "batch": args.batch,
         "seq_len": args.seq_len,
@@ -172,6 +200,7 @@ fn time_dtype(args: &Args, path: &PathBuf, dtype: &str) -> Result<serde_json::Va
         "sparsity": args.sparsity,
         "repeats": args.repeats,
         "step_seconds": step_median,
+        "step_cpu_seconds": median(step_cpu),
         "dense_forward_seconds": dense_median,
         "dense_tokens_per_second": (args.batch * args.seq_len) as f64 / dense_median,
         "policy_update_seconds": update_median,

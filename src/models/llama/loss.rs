@@ -5,12 +5,12 @@ use tch::{Kind, Tensor};
 use super::model::Llama;
 use crate::error::Result;
 
-/// Logits materialised at once (2^22, 16 MiB in f32, about 85 positions of
-/// a 49,152-token vocabulary). Small enough that the log-softmax reads the
-/// chunk from cache right after the LM head matmul wrote it; large enough
-/// that the matmul streams the LM head weight once per many positions.
-/// Chosen by timing SmolLM2-135M on a 2-core AMD EPYC with `benches/step.rs`.
-const LOSS_CHUNK_LOGITS: i64 = 1 << 22;
+/// Logits materialised at once (2^25, 128 MiB in f32, about 680 positions
+/// of a 49,152-token vocabulary), plus as many f32 log-probabilities.
+/// Timed with libtorch 2.13 on a 2-core AMD EPYC for 1,016 positions of
+/// SmolLM2's LM head: f32 matmuls (MKL) ran about twice as fast in chunks
+/// of 340 to 1,016 positions as in chunks of 42 to 85; bf16 varied little.
+const LOSS_CHUNK_LOGITS: i64 = 1 << 25;
 
 /// Sums of next-token negative log-likelihoods per row, in nats, as f64
 /// `[rows]`: position `t` of `normed` `[rows, seq, hidden]` (final-normed
