@@ -26,12 +26,13 @@ pub enum ForwardPath {
 /// forward copies the kept weight rows and runs smaller matmuls, and at or
 /// above which it runs the full matmul and multiplies by the mask.
 ///
-/// The copy costs one read and write per kept weight, against `2 * batch *
-/// seq` flops per kept weight for the matmuls, so slicing gains almost the
-/// removed fraction; it loses only to the cost of `index_select` when
-/// nearly all units are kept. On SmolLM2-135M (batch 8 x 128, 2-core AMD EPYC,
-/// `benches/step.rs`) slicing was faster at every kept fraction measured up
-/// to 0.9, so only blocks that keep more than that stay unsliced.
+/// The copy costs one read and one write per kept weight, against `2 *
+/// batch * seq` flops per kept weight for the matmuls, so slicing saves
+/// nearly the removed fraction of the block's time and loses only when
+/// almost every unit is kept and the copy is not repaid.
+/// NOTE: 0.9 comes from this cost estimate. Timings at keep 0.9 on the
+/// shared 2-core test machine varied several-fold between identical runs
+/// and could not place the break-even point.
 pub const SLICE_BELOW_KEEP_FRACTION: f64 = 0.9;
 
 /// What one mask keeps of one layer. Index lists are ascending; `None`
