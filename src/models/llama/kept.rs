@@ -7,7 +7,7 @@ use super::model::Llama;
 use crate::error::{Error, Result};
 use crate::units::{UnitKind, UnitSpace};
 
-/// How [`LlamaOracle`](super::LlamaOracle) evaluates K masks.
+/// The forward path that [`LlamaOracle`](super::LlamaOracle) uses to score K masks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ForwardPath {
     /// Sliced for binary masks, block by block where the kept fraction is
@@ -27,15 +27,15 @@ pub enum ForwardPath {
 /// above which it runs the full matmul and multiplies by the mask.
 ///
 /// The copy costs one read and one write per kept weight, against `2 *
-/// batch * seq` flops per kept weight for the matmuls, so slicing saves
-/// nearly the removed fraction of the block's time and loses only when
-/// almost every unit is kept and the copy is not repaid.
+/// batch * seq` flops per kept weight for the matmuls. Slicing therefore
+/// saves nearly the removed fraction of the block's time, and loses only
+/// when almost every unit is kept and the copy is not repaid.
 /// NOTE: 0.9 comes from this cost estimate. Timings at keep 0.9 on the
 /// shared 2-core test machine varied several-fold between identical runs
 /// and could not place the break-even point.
 pub const SLICE_BELOW_KEEP_FRACTION: f64 = 0.9;
 
-/// What one mask keeps of one layer. Index lists are ascending; `None`
+/// The units of one layer that one mask keeps. Index lists are ascending; `None`
 /// means the mask does not address that kind in this layer, so all are kept.
 #[derive(Debug, Clone, PartialEq)]
 pub struct KeptUnits {
