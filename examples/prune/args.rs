@@ -37,7 +37,7 @@ pub struct Args {
     pub overwrite: bool,
 
     /// Policy-gradient steps.
-    #[arg(long, default_value_t = 300)]
+    #[arg(long, default_value_t = 400)]
     pub steps: u64,
     /// Calibration sequences per step.
     #[arg(long, default_value_t = 4)]
@@ -49,7 +49,7 @@ pub struct Args {
     #[arg(long, default_value_t = 2)]
     pub k: usize,
     /// Base learning rate of the keep probabilities.
-    #[arg(long, default_value_t = 0.05)]
+    #[arg(long, default_value_t = 0.2)]
     pub lr: f64,
     /// Learning-rate schedule.
     #[arg(long, value_enum, default_value_t = ScheduleArg::Cosine)]

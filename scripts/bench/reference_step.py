@@ -105,10 +105,12 @@ def main():
     keep = 1.0 - args.sparsity
     step(model, hooks, tokens, args.k, keep, generator)  # warm-up
     step_seconds = []
+    step_cpu_seconds = []
     for _ in range(args.repeats):
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         step(model, hooks, tokens, args.k, keep, generator)
         step_seconds.append(time.perf_counter() - start)
+        step_cpu_seconds.append(time.process_time() - cpu_start)
 
     dense = statistics.median(dense_seconds)
     print(json.dumps({
@@ -116,7 +118,13 @@ def main():
         "torch": torch.__version__,
         "dtype": args.dtype,
         "threads": args.threads,
+        "batch": args.batch,
+        "seq_len": args.seq_len,
+        "k": args.k,
+        "sparsity": args.sparsity,
+        "repeats": args.repeats,
         "step_seconds": statistics.median(step_seconds),
+        "step_cpu_seconds": statistics.median(step_cpu_seconds),
         "dense_forward_seconds": dense,
         "dense_tokens_per_second": args.batch * args.seq_len / dense,
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,

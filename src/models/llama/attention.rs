@@ -4,7 +4,7 @@ use tch::{Device, Kind, Tensor};
 
 use super::linear::{rms_norm, Linear};
 use super::rope::RopeTables;
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 /// The attention block of one layer, its pre-norm included.
 #[derive(Debug)]
@@ -59,38 +59,84 @@ impl Attention {
         o_proj_input: Option<&mut Option<Tensor>>,
     ) -> Result<Tensor> {
         let (rows, seq, _hidden) = hidden.size3()?;
-        let (heads, kv_heads, head_dim) = (self.num_heads, self.num_key_value_heads, self.head_dim);
+        let (heads, kv_heads) = (self.num_heads, self.num_key_value_heads);
         let group_size = heads / kv_heads;
 
         let x = rms_norm(hidden, &self.input_layernorm, eps)?;
-        let q = self.q_proj.forward(&x)?.f_view([rows, seq, heads, head_dim])?.f_transpose(1, 2)?;
-        let k = self.k_proj.forward(&x)?.f_view([rows, seq, kv_heads, head_dim])?.f_transpose(1, 2)?;
-        let v = self.v_proj.forward(&x)?.f_view([rows, seq, kv_heads, head_dim])?.f_transpose(1, 2)?;
-        let q = rope.apply(&q)?; // [rows, heads, seq, head_dim]
-        let k = rope.apply(&k)?.f_repeat_interleave_self_int(group_size, 1, None)?; // [rows, heads, seq, head_dim]
-        let v = v.f_repeat_interleave_self_int(group_size, 1, None)?; // [rows, heads, seq, head_dim]
-
-        let scale = 1.0 / (head_dim as f64).sqrt();
-        let mut out = Tensor::f_scaled_dot_product_attention(
-            &q,
-            &k,
-            &v,
-            Some(mask),
-            0.0,
-            false,
-            scale,
-            false,
-        )?; // [rows, heads, seq, head_dim]
+        let projections = [&self.q_proj, &self.k_proj, &self.v_proj];
+        let mut out = self.attend(&x, projections, kv_heads, rope, mask)?; // [rows, heads, seq, head_dim]
         if let Some(m) = head_mask {
             let per_head = m
                 .f_repeat_interleave_self_int(group_size, 1, None)?
                 .f_view([rows, heads, 1, 1])?;
             out = out.f_mul(&per_head)?;
         }
-        let out = out.f_transpose(1, 2)?.f_reshape([rows, seq, heads * head_dim])?;
+        let out = out.f_transpose(1, 2)?.f_reshape([rows, seq, heads * self.head_dim])?;
         if let Some(slot) = o_proj_input {
             *slot = Some(out.shallow_clone());
         }
         self.o_proj.forward(&out)
+    }
+
+    /// Returns the block's residual contribution `[rows, seq, hidden]` with
+    /// only the KV groups `kept` (ascending), computed from copies of their
+    /// rows of `q_proj`, `k_proj`, `v_proj` and columns of `o_proj`.
+    ///
+    /// Equals [`Attention::forward`] with a head mask of ones at `kept` and
+    /// zeros elsewhere. The copies live only for this call.
+    pub fn forward_kept(&self, hidden: &Tensor, eps: f64, rope: &RopeTables, mask: &Tensor, kept: &[i64]) -> Result<Tensor> {
+        let (rows, seq, hidden_size) = hidden.size3()?;
+        let (heads, kv_heads, head_dim) = (self.num_heads, self.num_key_value_heads, self.head_dim);
+        let group_size = heads / kv_heads;
+        if let Some(&bad) = kept.iter().find(|&&g| !(0..kv_heads).contains(&g)) {
+            return Err(Error::invalid("kept KV group", bad, format!("must be in [0, {kv_heads})")));
+        }
+        let kept_kv = kept.len() as i64;
+        if kept_kv == 0 {
+            // Only the bias of o_proj, if any, survives.
+            let zeros = Tensor::f_zeros([rows, seq, hidden_size], (hidden.kind(), hidden.device()))?;
+            return Ok(match &self.o_proj.bias {
+                Some(b) => zeros.f_add(b)?,
+                None => zeros,
+            });
+        }
+
+        // Query heads g * group_size .. (g + 1) * group_size belong to KV group g.
+        let q_rows: Vec<i64> = kept
+            .iter()
+            .flat_map(|&g| g * group_size * head_dim..(g + 1) * group_size * head_dim)
+            .collect();
+        let kv_rows: Vec<i64> = kept.iter().flat_map(|&g| g * head_dim..(g + 1) * head_dim).collect();
+        let device = hidden.device();
+        let q_rows = Tensor::from_slice(&q_rows).f_to_device(device)?;
+        let kv_rows = Tensor::from_slice(&kv_rows).f_to_device(device)?;
+        let q_proj = self.q_proj.select_rows(&q_rows)?;
+        let k_proj = self.k_proj.select_rows(&kv_rows)?;
+        let v_proj = self.v_proj.select_rows(&kv_rows)?;
+        let o_proj = self.o_proj.select_columns(&q_rows)?;
+
+        let x = rms_norm(hidden, &self.input_layernorm, eps)?;
+        let out = self.attend(&x, [&q_proj, &k_proj, &v_proj], kept_kv, rope, mask)?; // [rows, kept heads, seq, head_dim]
+        let out = out.f_transpose(1, 2)?.f_reshape([rows, seq, kept_kv * group_size * head_dim])?;
+        o_proj.forward(&out)
+    }
+
+    /// Projects normalised `x` `[rows, seq, hidden]` by `[q, k, v]` into
+    /// `kv_heads` KV groups and attends: `[rows, kv_heads * group_size, seq, head_dim]`.
+    fn attend(&self, x: &Tensor, [q_proj, k_proj, v_proj]: [&Linear; 3], kv_heads: i64, rope: &RopeTables, mask: &Tensor) -> Result<Tensor> {
+        let (rows, seq, _hidden) = x.size3()?;
+        let head_dim = self.head_dim;
+        let group_size = self.num_heads / self.num_key_value_heads;
+        let heads = kv_heads * group_size;
+
+        let q = q_proj.forward(x)?.f_view([rows, seq, heads, head_dim])?.f_transpose(1, 2)?;
+        let k = k_proj.forward(x)?.f_view([rows, seq, kv_heads, head_dim])?.f_transpose(1, 2)?;
+        let v = v_proj.forward(x)?.f_view([rows, seq, kv_heads, head_dim])?.f_transpose(1, 2)?;
+        let q = rope.apply(&q)?; // [rows, heads, seq, head_dim]
+        let k = rope.apply(&k)?.f_repeat_interleave_self_int(group_size, 1, None)?; // [rows, heads, seq, head_dim]
+        let v = v.f_repeat_interleave_self_int(group_size, 1, None)?; // [rows, heads, seq, head_dim]
+
+        let scale = 1.0 / (head_dim as f64).sqrt();
+        Ok(Tensor::f_scaled_dot_product_attention(&q, &k, &v, Some(mask), 0.0, false, scale, false)?)
     }
 }

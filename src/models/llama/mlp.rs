@@ -3,7 +3,7 @@
 use tch::Tensor;
 
 use super::linear::{rms_norm, Linear};
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 /// The MLP block of one layer, its pre-norm included.
 #[derive(Debug)]
@@ -47,5 +47,37 @@ impl Mlp {
             *slot = Some(act.shallow_clone());
         }
         self.down_proj.forward(&act)
+    }
+
+    /// Returns the block's residual contribution `[rows, seq, hidden]` with
+    /// only the channels `kept` (ascending), computed from copies of their
+    /// rows of `gate_proj` and `up_proj` and columns of `down_proj`.
+    ///
+    /// Equals [`Mlp::forward`] with a channel mask of ones at `kept` and
+    /// zeros elsewhere. The copies live only for this call.
+    pub fn forward_kept(&self, hidden: &Tensor, eps: f64, kept: &[i64]) -> Result<Tensor> {
+        let (rows, seq, hidden_size) = hidden.size3()?;
+        let inter = self.intermediate_size;
+        if let Some(&bad) = kept.iter().find(|&&c| !(0..inter).contains(&c)) {
+            return Err(Error::invalid("kept MLP channel", bad, format!("must be in [0, {inter})")));
+        }
+        if kept.is_empty() {
+            // Only the bias of down_proj, if any, survives.
+            let zeros = Tensor::f_zeros([rows, seq, hidden_size], (hidden.kind(), hidden.device()))?;
+            return Ok(match &self.down_proj.bias {
+                Some(b) => zeros.f_add(b)?,
+                None => zeros,
+            });
+        }
+
+        let channels = Tensor::from_slice(kept).f_to_device(hidden.device())?;
+        let gate_proj = self.gate_proj.select_rows(&channels)?;
+        let up_proj = self.up_proj.select_rows(&channels)?;
+        let down_proj = self.down_proj.select_columns(&channels)?;
+
+        let x = rms_norm(hidden, &self.post_attention_layernorm, eps)?;
+        let gate = gate_proj.forward(&x)?.f_silu()?;
+        let act = gate.f_mul(&up_proj.forward(&x)?)?; // [rows, seq, kept channels]
+        down_proj.forward(&act)
     }
 }

@@ -4,8 +4,10 @@
 pub mod attention;
 pub mod compact;
 pub mod config;
+pub mod kept;
 pub mod layer;
 pub mod linear;
+mod loss;
 pub mod masks;
 pub mod mlp;
 pub mod model;
@@ -15,6 +17,7 @@ pub mod save;
 
 pub use compact::compact;
 pub use config::{HfLlamaConfig, LayerSizes, LlamaConfig, RopeScaling};
+pub use kept::{kept_units, ForwardPath, KeptUnits, SLICE_BELOW_KEEP_FRACTION};
 pub use layer::{DecoderLayer, LayerMasks, LayerTaps};
 pub use masks::{layer_masks, Granularity};
 pub use model::Llama;

@@ -7,6 +7,7 @@ use tch::{Device, Kind, Tensor};
 
 use super::attention::{attention_mask, Attention};
 use super::config::LlamaConfig;
+use super::kept::KeptUnits;
 use super::layer::{DecoderLayer, LayerMasks, LayerTaps};
 use super::linear::{rms_norm, Linear};
 use super::mlp::Mlp;
@@ -229,6 +230,31 @@ impl Llama {
             hidden = decoder.forward(&hidden, self.config.rms_norm_eps, &rope, &mask, layer_masks, None)?;
         }
         rms_norm(&hidden, &self.norm, self.config.rms_norm_eps)
+    }
+
+    /// Runs every layer on `hidden` `[rows, seq, hidden]` with all rows under
+    /// one binary mask, `kept[l]` for layer `l`, and applies the final norm.
+    ///
+    /// Blocks whose kept fraction is below `slice_below` compute only their
+    /// kept units; see [`DecoderLayer::forward_kept`].
+    pub(crate) fn final_hidden_kept(&self, hidden: &Tensor, kept: &[KeptUnits], slice_below: f64) -> Result<Tensor> {
+        let (_rows, seq, _hidden) = hidden.size3()?;
+        if kept.len() != self.layers.len() {
+            return Err(Error::invalid(
+                "kept units",
+                kept.len(),
+                format!("need one entry per layer ({})", self.layers.len()),
+            ));
+        }
+        let _guard = tch::no_grad_guard();
+        let rope = RopeTables::new(&self.config, seq, self.kind, self.device)?;
+        let mask = attention_mask(seq, self.config.sliding_window, self.device)?;
+        let eps = self.config.rms_norm_eps;
+        let mut hidden = hidden.shallow_clone();
+        for (decoder, layer_kept) in self.layers.iter().zip(kept) {
+            hidden = decoder.forward_kept(&hidden, eps, &rope, &mask, layer_kept, slice_below)?;
+        }
+        rms_norm(&hidden, &self.norm, eps)
     }
 
     /// Applies the LM head to already normalised `hidden` `[rows, seq, hidden]`.

@@ -1,28 +1,45 @@
-//! The model as a [`ForwardOracle`]: K masks scored in one batched forward.
+//! The model as a [`ForwardOracle`]: K masks scored by forward passes,
+//! either sliced to each mask's kept units or batched with masks multiplied in.
 
 use tch::{Kind, Tensor};
 
+use super::kept::{kept_units, ForwardPath, KeptUnits, SLICE_BELOW_KEEP_FRACTION};
+use super::loss::next_token_nll_sums;
 use super::masks::{layer_masks, Granularity};
 use super::model::Llama;
 use crate::error::{Error, Result};
 use crate::oracle::ForwardOracle;
 use crate::units::UnitSpace;
 
-/// Maximum number of f32 logits materialised at once (2^26, 256 MiB). Rows of
-/// the batched forward go through the LM head in chunks below this size.
-const MAX_LOGIT_ELEMENTS: i64 = 1 << 26;
-
 /// A model plus the units it exposes to a pruning loop.
 pub struct LlamaOracle {
     model: Llama,
     granularity: Granularity,
     space: UnitSpace,
+    path: ForwardPath,
 }
 
 impl LlamaOracle {
+    /// Wraps `model`, exposing the units of `granularity`; losses use
+    /// [`ForwardPath::Auto`].
     pub fn new(model: Llama, granularity: Granularity) -> Self {
         let space = granularity.unit_space(&model);
-        Self { model, granularity, space }
+        Self {
+            model,
+            granularity,
+            space,
+            path: ForwardPath::Auto,
+        }
+    }
+
+    /// Sets how [`ForwardOracle::losses`] evaluates masks.
+    pub fn with_forward_path(mut self, path: ForwardPath) -> Self {
+        self.path = path;
+        self
+    }
+
+    pub fn forward_path(&self) -> ForwardPath {
+        self.path
     }
 
     pub fn model(&self) -> &Llama {
@@ -77,34 +94,53 @@ impl ForwardOracle for LlamaOracle {
         }
 
         let _guard = tch::no_grad_guard();
+        match self.path {
+            ForwardPath::Masked => self.masked_losses(batch, masks),
+            ForwardPath::Auto => match kept_units(&self.model, &self.space, masks)? {
+                Some(kept) => self.sliced_losses(batch, &kept, SLICE_BELOW_KEEP_FRACTION),
+                None => self.masked_losses(batch, masks),
+            },
+            ForwardPath::Sliced => match kept_units(&self.model, &self.space, masks)? {
+                // Every kept fraction is below infinity, so every masked block is sliced.
+                Some(kept) => self.sliced_losses(batch, &kept, f64::INFINITY),
+                None => Err(Error::invalid(
+                    "masks",
+                    "entries other than 0.0 and 1.0",
+                    "the sliced forward path needs binary masks; use ForwardPath::Masked or Auto",
+                )),
+            },
+        }
+    }
+}
+
+impl LlamaOracle {
+    /// Mean losses of K masks from one forward over `K * batch` rows.
+    fn masked_losses(&self, batch: &Tensor, masks: &Tensor) -> Result<Vec<f64>> {
         let k = masks.size().first().copied().unwrap_or(0);
         let (normed, batch_size) = self.masked_hidden(batch, masks)?;
-        let rows = k * batch_size;
-        let vocab = self.model.config.vocab_size;
-        let targets = batch
-            .f_to_device(self.model.device())?
-            .f_narrow(1, 1, seq - 1)?
-            .f_repeat([k, 1])?; // [rows, seq - 1]
-
-        let chunk = (MAX_LOGIT_ELEMENTS / ((seq - 1) * vocab)).max(1);
-        let mut sums = Vec::new();
-        let mut start = 0;
-        while start < rows {
-            let len = chunk.min(rows - start);
-            let h = normed.f_narrow(0, start, len)?.f_narrow(1, 0, seq - 1)?;
-            let log_probs = self.model.lm_head_logits(&h)?.f_log_softmax(-1, Kind::Float)?; // [len, seq - 1, vocab]
-            let t = targets.f_narrow(0, start, len)?.f_unsqueeze(-1)?;
-            let nll = log_probs.f_gather(-1, &t, false)?.f_neg()?.f_sum_dim_intlist(&[1i64, 2][..], false, Kind::Float)?; // [len]
-            sums.push(nll);
-            start += len;
-        }
-
-        let per_row = Tensor::f_cat(&sums, 0)?; // [rows]
+        let (_rows, seq, _hidden) = normed.size3()?;
+        let targets = batch.f_to_device(self.model.device())?.f_repeat([k, 1])?; // [K * batch, seq]
+        let per_row = next_token_nll_sums(&self.model, &normed, &targets)?; // [K * batch]
         let per_mask = per_row
             .f_view([k, batch_size])?
             .f_sum_dim_intlist(&[1i64][..], false, Kind::Double)?
             .f_div_scalar((batch_size * (seq - 1)) as f64)?
             .f_to_device(tch::Device::Cpu)?;
         Ok(Vec::<f64>::try_from(&per_mask)?)
+    }
+
+    /// Mean losses of K binary masks from one forward per mask, each block
+    /// sliced to its kept units when its kept fraction is below `slice_below`.
+    fn sliced_losses(&self, batch: &Tensor, kept: &[Vec<KeptUnits>], slice_below: f64) -> Result<Vec<f64>> {
+        let (batch_size, seq) = batch.size2()?;
+        let tokens = batch.f_to_device(self.model.device())?;
+        let hidden = self.model.embed(&tokens)?; // [batch, seq, hidden]
+        let mut losses = Vec::with_capacity(kept.len());
+        for mask_kept in kept {
+            let normed = self.model.final_hidden_kept(&hidden, mask_kept, slice_below)?;
+            let total = next_token_nll_sums(&self.model, &normed, &tokens)?.f_sum(Kind::Double)?;
+            losses.push(total.double_value(&[]) / (batch_size * (seq - 1)) as f64);
+        }
+        Ok(losses)
     }
 }
