@@ -1,6 +1,6 @@
 //! Measures the perplexity of a model on a text corpus by the protocol of
-//! LLM-Pruner and FLAP: the documents joined with blank lines, tokenised once
-//! and cut into non-overlapping windows; every next token is predicted.
+//! LLM-Pruner and FLAP. The documents are joined with blank lines, tokenised
+//! once and cut into non-overlapping windows, and every next token counts.
 //!
 //!     cargo run --release --example eval -- --model PATH --text FILE --seq-len 128
 //!

@@ -3,11 +3,12 @@
 //!     cargo run --release --example prune -- --model PATH --calib PATH... \
 //!         --eval PATH... --sparsity 0.3 --out DIR
 //!
-//! Steps: load the model and text; measure the dense perplexity; initialise
-//! keep probabilities (Wanda-sp by default) and measure the perplexity of the
-//! initial mask; optimise the probabilities by policy gradient; compact the
-//! model by the final mask, measure it, and write the compact model,
-//! `report.json` and `kept_per_layer.svg` into the output folder atomically.
+//! The job loads the model and the text and measures the dense perplexity.
+//! It initialises the keep probabilities (Wanda-sp by default) and measures
+//! the initial mask. Then it optimises the probabilities by policy gradient,
+//! compacts the model by the final mask and measures it. Last, it writes the
+//! compact model, `report.json` and `kept_per_layer.svg` into the output
+//! folder atomically.
 
 mod args;
 mod inputs;
