@@ -131,3 +131,14 @@ fn output_dir_rejects_escaping_paths() {
     let absolute = output.write("/tmp/escape.txt", b"x");
     assert!(matches!(absolute, Err(Error::InvalidArgument { .. })));
 }
+
+#[test]
+fn output_dir_creates_missing_parents() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("runs/today/pruned");
+    let output = OutputDir::create(&target, false).unwrap();
+    output.write("a.txt", b"new").unwrap();
+    output.commit().unwrap();
+    assert_eq!(names_in(&target), vec!["a.txt"]);
+    assert_eq!(names_in(&dir.path().join("runs/today")), vec!["pruned"]);
+}

@@ -26,12 +26,13 @@ pub struct Summary {
 /// Opens the output folder early, so that an existing folder is reported
 /// before any work is done.
 pub fn create_output(args: &Args) -> Result<OutputDir> {
-    OutputDir::create(&args.out, args.overwrite).with_context(|| {
-        format!(
+    match OutputDir::create(&args.out, args.overwrite) {
+        Err(e @ pgprune::Error::OutputExists { .. }) => Err(anyhow::Error::new(e).context(format!(
             "invalid --out {}: pass --overwrite to replace it, or choose another folder",
             args.out.display()
-        )
-    })
+        ))),
+        other => Ok(other.with_context(|| format!("creating the output folder {}", args.out.display()))?),
+    }
 }
 
 /// Parameters of `model`, counting tied embeddings once.

@@ -115,8 +115,8 @@ pub struct OutputDir {
 }
 
 impl OutputDir {
-    /// Starts an output folder for `target`. The parent of `target` must
-    /// exist.
+    /// Starts an output folder for `target`, creating the folders above it
+    /// when they are missing.
     ///
     /// Returns [`Error::OutputExists`] if `target` exists and is not an empty
     /// folder, unless `overwrite` is set, in which case the old folder is
@@ -127,6 +127,8 @@ impl OutputDir {
             return Err(Error::OutputExists { path: target });
         }
         let staging = sibling_temp_path(&target, "partial")?;
+        let parent = parent_dir(&staging);
+        fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
         fs::create_dir(&staging).map_err(|e| Error::io(&staging, e))?;
         tracing::debug!(
             target = %target.display(),
