@@ -3,8 +3,9 @@
 
 use tch::{Device, Kind, Tensor};
 
+use super::masks::check_mask_shape;
 use super::model::Llama;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::units::{UnitKind, UnitSpace};
 
 /// The forward path that [`LlamaOracle`](super::LlamaOracle) uses to score K masks.
@@ -67,25 +68,14 @@ impl KeptUnits {
 /// scale units rather than remove them, and only the masked forward
 /// computes that.
 pub fn kept_units(model: &Llama, space: &UnitSpace, masks: &Tensor) -> Result<Option<Vec<Vec<KeptUnits>>>> {
-    let (k, num_units) = masks.size2().map_err(|_| Error::Shape {
-        what: "masks".to_string(),
-        expected: vec![-1, space.num_units() as i64],
-        found: masks.size(),
-    })?;
-    if num_units != space.num_units() as i64 {
-        return Err(Error::Shape {
-            what: "masks (columns must match the unit space)".to_string(),
-            expected: vec![k, space.num_units() as i64],
-            found: masks.size(),
-        });
-    }
+    let k = check_mask_shape(space, masks)?;
     let flat = masks.f_to_device(Device::Cpu)?.f_to_kind(Kind::Float)?.f_reshape([-1])?;
     let values = Vec::<f32>::try_from(&flat)?;
     if values.iter().any(|&v| v != 0.0 && v != 1.0) {
         return Ok(None);
     }
 
-    let width = num_units as usize;
+    let width = space.num_units();
     let indices = |row: &[f32], kind: UnitKind, layer: usize| -> Option<Vec<i64>> {
         let g = space.group(kind, layer)?;
         let cells = &row[g.offset..g.offset + g.len];

@@ -77,21 +77,23 @@ impl Granularity {
     }
 }
 
+/// Returns K after checking that `masks` is `[K, num_units]` for `space`.
+pub(crate) fn check_mask_shape(space: &UnitSpace, masks: &Tensor) -> Result<i64> {
+    let expected = space.num_units() as i64;
+    match masks.size2() {
+        Ok((k, columns)) if columns == expected => Ok(k),
+        _ => Err(Error::Shape {
+            what: "masks (expected [K, num_units] of the unit space)".to_string(),
+            expected: vec![-1, expected],
+            found: masks.size(),
+        }),
+    }
+}
+
 /// Splits `masks` `[K, num_units]` into per-layer masks for a batched forward
 /// over `K * batch` rows, where row `k * batch + b` uses mask `k`.
 pub fn layer_masks(model: &Llama, space: &UnitSpace, masks: &Tensor, batch: i64) -> Result<Vec<LayerMasks>> {
-    let (_k, num_units) = masks.size2().map_err(|_| Error::Shape {
-        what: "masks".to_string(),
-        expected: vec![-1, space.num_units() as i64],
-        found: masks.size(),
-    })?;
-    if num_units != space.num_units() as i64 {
-        return Err(Error::Shape {
-            what: "masks (columns must match the unit space)".to_string(),
-            expected: vec![masks.size()[0], space.num_units() as i64],
-            found: masks.size(),
-        });
-    }
+    check_mask_shape(space, masks)?;
     let masks = masks.f_to_device(model.device())?.f_to_kind(model.kind())?;
     let columns = |kind: UnitKind, layer: usize| -> Result<Option<Tensor>> {
         match space.group(kind, layer) {
