@@ -5,11 +5,11 @@
 //! object per dtype on stdout. `scripts/bench/step_vs_reference.sh` runs it
 //! beside the PyTorch reference with the same settings.
 //!
-//! The policy update is a stand-in for the real pruning loop, which lives in
-//! another module: it samples K Bernoulli masks over the unit space from the
-//! keep probabilities with a seeded RNG, then takes one score-function
-//! gradient step on the probabilities from the K losses.
+//! A step is `Pruner::step` with the reference settings (EMA baseline,
+//! square-root denominator, SGD, per-kind budgets). The policy update is
+//! that step's time minus the time of the oracle's forward passes.
 
+use std::cell::Cell;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -17,9 +17,7 @@ use anyhow::{Context, Result};
 use clap::Parser;
 use pgprune::models::llama::{ForwardPath, Granularity, LlamaOracle};
 use pgprune::models::loading::load_model;
-use pgprune::ForwardOracle;
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
+use pgprune::{BernoulliPolicy, BudgetKind, EmaReinforce, ForwardOracle, Pruner, PrunerSettings, UnitSpace};
 use tch::{Device, Kind, Tensor};
 
 #[derive(Parser, Debug)]
@@ -92,43 +90,30 @@ fn process_cpu_seconds() -> Option<f64> {
     Some((utime + stime) / CLOCK_TICKS_PER_SECOND)
 }
 
-/// Stand-in for the policy: keep probabilities and a score-function update.
-struct StandInPolicy {
-    keep: Vec<f32>,
-    rng: ChaCha8Rng,
+/// Wraps the oracle to time its forward passes, so that the rest of a
+/// pruner step (sampling, estimate, update, projection) can be told apart.
+struct TimedOracle {
+    inner: LlamaOracle,
+    forward_seconds: Cell<f64>,
 }
 
-/// Learning rate of the stand-in update; any small value, its size does not
-/// change the timing.
-const STAND_IN_LEARNING_RATE: f32 = 1e-3;
+impl ForwardOracle for TimedOracle {
+    type Batch = Tensor;
 
-impl StandInPolicy {
-    /// Draws `k` Bernoulli masks `[k, num_units]` from the keep probabilities.
-    fn sample(&mut self, k: usize) -> Tensor {
-        let n = self.keep.len();
-        let mut values = Vec::with_capacity(k * n);
-        for _ in 0..k {
-            for &p in &self.keep {
-                values.push(if self.rng.random::<f32>() < p { 1.0f32 } else { 0.0 });
-            }
-        }
-        Tensor::from_slice(&values).view([k as i64, n as i64])
+    fn unit_space(&self) -> &UnitSpace {
+        self.inner.unit_space()
     }
 
-    /// One REINFORCE step with the mean loss as baseline, then clipping to [0, 1].
-    fn update(&mut self, masks: &[f32], losses: &[f64]) {
-        let n = self.keep.len();
-        let baseline = losses.iter().sum::<f64>() / losses.len() as f64;
-        for (k, &loss) in losses.iter().enumerate() {
-            let advantage = (loss - baseline) as f32 / losses.len() as f32;
-            let row = &masks[k * n..(k + 1) * n];
-            for (p, &m) in self.keep.iter_mut().zip(row) {
-                let score = m - *p;
-                *p = (*p - STAND_IN_LEARNING_RATE * advantage * score).clamp(0.0, 1.0);
-            }
-        }
+    fn losses(&self, batch: &Tensor, masks: &Tensor) -> pgprune::Result<Vec<f64>> {
+        let start = Instant::now();
+        let losses = self.inner.losses(batch, masks);
+        self.forward_seconds.set(start.elapsed().as_secs_f64());
+        losses
     }
 }
+
+/// Learning rate of the timed pruner; its size does not change the timing.
+const LEARNING_RATE: f64 = 0.2;
 
 fn time_dtype(args: &Args, path: &PathBuf, dtype: &str) -> Result<serde_json::Value> {
     let kind = match dtype {
@@ -148,11 +133,6 @@ fn time_dtype(args: &Args, path: &PathBuf, dtype: &str) -> Result<serde_json::Va
     let num_units = oracle.unit_space().num_units();
     tch::manual_seed(args.seed as i64);
     let tokens = Tensor::randint(vocab, [args.batch, args.seq_len], (Kind::Int64, Device::Cpu));
-    let mut policy = StandInPolicy {
-        keep: vec![(1.0 - args.sparsity) as f32; num_units],
-        rng: ChaCha8Rng::seed_from_u64(args.seed),
-    };
-
     let dense_mask = Tensor::ones([1, num_units as i64], (Kind::Float, Device::Cpu));
     oracle.losses(&tokens, &dense_mask)?; // warm-up
     let mut dense = Vec::new();
@@ -162,6 +142,16 @@ fn time_dtype(args: &Args, path: &PathBuf, dtype: &str) -> Result<serde_json::Va
         dense.push(start.elapsed().as_secs_f64());
     }
 
+    let space = oracle.unit_space().clone();
+    let budgets = space.budgets(BudgetKind::PerKind, 1.0 - args.sparsity)?;
+    let policy = BernoulliPolicy::constant(&space, budgets, 1.0 - args.sparsity)?;
+    let timed = TimedOracle {
+        inner: oracle,
+        forward_seconds: Cell::new(0.0),
+    };
+    let settings = PrunerSettings::reference(args.repeats as u64 + 1, LEARNING_RATE, args.seed);
+    let mut pruner = Pruner::new(policy, timed, EmaReinforce::reference(), settings)?;
+
     let mut step = Vec::new();
     let mut step_cpu = Vec::new();
     let mut update = Vec::new();
@@ -169,20 +159,14 @@ fn time_dtype(args: &Args, path: &PathBuf, dtype: &str) -> Result<serde_json::Va
     for repeat in 0..=args.repeats {
         let cpu_start = process_cpu_seconds().unwrap_or(f64::NAN);
         let start = Instant::now();
-        let masks = policy.sample(args.k);
-        let sampled = start.elapsed().as_secs_f64();
-        let losses = oracle.losses(&tokens, &masks)?;
-        let before_update = Instant::now();
-        let flat = Vec::<f32>::try_from(&masks.view([-1]))?;
-        policy.update(&flat, &losses);
-        let updated = before_update.elapsed().as_secs_f64();
+        let outcome = pruner.step(&tokens)?;
         let total = start.elapsed().as_secs_f64();
         if repeat > 0 {
             // Repetition 0 is a warm-up.
             step.push(total);
             step_cpu.push(process_cpu_seconds().unwrap_or(f64::NAN) - cpu_start);
-            update.push(sampled + updated);
-            losses_seen.extend(losses);
+            update.push(total - pruner.oracle().forward_seconds.get());
+            losses_seen.extend(outcome.losses);
         }
     }
 
