@@ -35,7 +35,8 @@ pub struct Initialisation {
     /// Keep probability per unit, in mask column order.
     pub probabilities: Vec<f64>,
     /// The metric's own pruning decision: the top `keep_ratio` units of every
-    /// layer and unit type (uniform allocation, as Wanda-sp and FLAP do).
+    /// layer and unit type (uniform allocation, as Wanda-sp and FLAP do),
+    /// rounded so each kind keeps as many units as the final mask.
     pub mask: Vec<f32>,
 }
 
