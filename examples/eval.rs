@@ -8,6 +8,7 @@
 //! `tokens` (the number of predicted tokens).
 
 use std::path::PathBuf;
+use std::io::IsTerminal;
 use std::time::Instant;
 
 use anyhow::Result;
@@ -53,6 +54,7 @@ fn main() -> Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     let args = Args::parse();
     if let Some(n) = args.threads {

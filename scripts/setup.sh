@@ -36,6 +36,10 @@ check_sha() { # file expected
 
 install_torch() {
   if [ -f "$VENV/.torch-$TORCH_VERSION" ]; then return; fi
+  if ! python3 -c 'import sys; sys.exit(sys.version_info < (3, 10))'; then
+    log "python3 is $(python3 --version 2>&1); torch==$TORCH_VERSION needs Python 3.10 or newer"
+    exit 1
+  fi
   log "creating $VENV with torch==$TORCH_VERSION (about 4.7 GB, a few minutes)"
   python3 -m venv "$VENV"
   "$VENV/bin/pip" install --quiet --upgrade pip

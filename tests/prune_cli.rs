@@ -145,13 +145,16 @@ fn assert_fails(label: &str, scratch: &Scratch, args: &[String], expected: &[&st
 fn bad_numbers_rejected() {
     let scratch = Scratch::new();
     let base = scratch.base_args();
-    let cases: [(&str, &str, &[&str]); 6] = [
+    let cases: [(&str, &str, &[&str]); 9] = [
         ("--sparsity", "1.5", &["--sparsity 1.5", "[0, 1)"]),
         ("--sparsity", "-0.1", &["--sparsity -0.1", "[0, 1)"]),
         ("--sparsity", "NaN", &["--sparsity NaN", "[0, 1)"]),
         ("--k", "0", &["--k 0", "positive integer"]),
         ("--batch", "0", &["--batch 0", "positive integer"]),
         ("--granularity", "heads,foo", &["'foo'", "heads, channels or blocks"]),
+        ("--steps", "0", &["--steps 0", "at least one step"]),
+        ("--lr", "-1", &["--lr -1", "above 0"]),
+        ("--lr", "inf", &["--lr inf", "above 0"]),
     ];
     for (flag, value, expected) in cases {
         let args = with_arg(base.clone(), flag, value);

@@ -222,6 +222,12 @@ impl Args {
                 anyhow::bail!("invalid {name} 0: use a positive integer");
             }
         }
+        if self.steps == 0 {
+            anyhow::bail!("invalid --steps 0: run at least one step");
+        }
+        if !(self.lr.is_finite() && self.lr > 0.0) {
+            anyhow::bail!("invalid --lr {}: use a finite learning rate above 0, for example 0.2", self.lr);
+        }
         if self.seq_len < 2 || self.eval_seq_len < 2 {
             anyhow::bail!("invalid sequence length: --seq-len and --eval-seq-len need at least 2 tokens");
         }
