@@ -199,6 +199,12 @@ impl Args {
                 ),
             }
         }
+        if !(heads || channels || blocks) {
+            anyhow::bail!(
+                "invalid --granularity '{}': name at least one of heads, channels or blocks, comma-separated",
+                self.granularity
+            );
+        }
         Ok(Granularity::new(heads, channels, blocks)?)
     }
 
