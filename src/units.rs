@@ -125,6 +125,10 @@ impl UnitSpace {
 
     /// Builds the budgets that keep a fraction `keep_ratio` of the units.
     ///
+    /// NOTE: budgets count units independently. When block units share the
+    /// space with heads or channels, a removed block also removes the units
+    /// inside it, which the budget still counts as kept.
+    ///
     /// Returns an error if `keep_ratio` is not in [0, 1] or the space is empty.
     pub fn budgets(&self, kind: BudgetKind, keep_ratio: f64) -> Result<Vec<Budget>> {
         if !(0.0..=1.0).contains(&keep_ratio) {
