@@ -64,34 +64,32 @@ fn token_id(file: &GgufFile, key: &str) -> Result<Option<u32>> {
 
 /// Reads a metadata key that must be an array of strings.
 fn string_array<'a>(file: &'a GgufFile, key: &str) -> Result<Option<Vec<&'a str>>> {
-    let Some(value) = file.get(key) else {
-        return Ok(None);
-    };
-    let invalid = || Error::Format {
-        path: file.path().to_path_buf(),
-        reason: format!("{key} must be an array of strings, found {}", value.type_name()),
-    };
-    let items = value.as_array().ok_or_else(invalid)?;
-    items
-        .iter()
-        .map(|item| item.as_str().ok_or_else(invalid))
-        .collect::<Result<Vec<_>>>()
-        .map(Some)
+    typed_array(file, key, "strings", MetadataValue::as_str)
 }
 
 /// Reads a metadata key that must be an array of numbers, as f64.
 fn number_array(file: &GgufFile, key: &str) -> Result<Option<Vec<f64>>> {
+    typed_array(file, key, "numbers", MetadataValue::as_f64)
+}
+
+/// Reads a metadata array whose items `convert` accepts, `None` if absent.
+fn typed_array<'a, T>(
+    file: &'a GgufFile,
+    key: &str,
+    item_kind: &str,
+    convert: impl Fn(&'a MetadataValue) -> Option<T>,
+) -> Result<Option<Vec<T>>> {
     let Some(value) = file.get(key) else {
         return Ok(None);
     };
     let invalid = || Error::Format {
         path: file.path().to_path_buf(),
-        reason: format!("{key} must be an array of numbers, found {}", value.type_name()),
+        reason: format!("{key} must be an array of {item_kind}, found {}", value.type_name()),
     };
     let items = value.as_array().ok_or_else(invalid)?;
     items
         .iter()
-        .map(|item| item.as_f64().ok_or_else(invalid))
+        .map(|item| convert(item).ok_or_else(invalid))
         .collect::<Result<Vec<_>>>()
         .map(Some)
 }

@@ -185,6 +185,26 @@ impl Llama {
         Ok(Tensor::f_embedding(&self.embed_tokens, &tokens, -1, false, false)?)
     }
 
+    /// Builds the RoPE tables and the attention mask for sequences of `seq`
+    /// tokens, shared by every layer of one forward.
+    fn position_tables(&self, seq: i64) -> Result<(RopeTables, Tensor)> {
+        let rope = RopeTables::new(&self.config, seq, self.kind, self.device)?;
+        let mask = attention_mask(seq, self.config.sliding_window, self.device)?;
+        Ok((rope, mask))
+    }
+
+    /// Returns an error unless `count` entries of `what` match the layers.
+    fn check_per_layer(&self, what: &'static str, count: usize) -> Result<()> {
+        if count != self.layers.len() {
+            return Err(Error::invalid(
+                what,
+                count,
+                format!("need one entry per layer ({})", self.layers.len()),
+            ));
+        }
+        Ok(())
+    }
+
     /// Runs decoder layer `layer` on `hidden` `[rows, seq, hidden]`.
     ///
     /// `masks` rows must match `hidden` rows; `taps` receives the inputs of
@@ -202,8 +222,7 @@ impl Llama {
             Error::invalid("layer", layer, format!("must be below num_hidden_layers = {}", self.layers.len()))
         })?;
         let _guard = tch::no_grad_guard();
-        let rope = RopeTables::new(&self.config, seq, self.kind, self.device)?;
-        let mask = attention_mask(seq, self.config.sliding_window, self.device)?;
+        let (rope, mask) = self.position_tables(seq)?;
         decoder.forward(hidden, self.config.rms_norm_eps, &rope, &mask, masks, taps)
     }
 
@@ -212,17 +231,10 @@ impl Llama {
     pub fn final_hidden(&self, hidden: &Tensor, masks: Option<&[LayerMasks]>) -> Result<Tensor> {
         let (_rows, seq, _hidden) = hidden.size3()?;
         if let Some(m) = masks {
-            if m.len() != self.layers.len() {
-                return Err(Error::invalid(
-                    "layer masks",
-                    m.len(),
-                    format!("need one entry per layer ({})", self.layers.len()),
-                ));
-            }
+            self.check_per_layer("layer masks", m.len())?;
         }
         let _guard = tch::no_grad_guard();
-        let rope = RopeTables::new(&self.config, seq, self.kind, self.device)?;
-        let mask = attention_mask(seq, self.config.sliding_window, self.device)?;
+        let (rope, mask) = self.position_tables(seq)?;
         let keep_all = LayerMasks::default();
         let mut hidden = hidden.shallow_clone();
         for (l, decoder) in self.layers.iter().enumerate() {
@@ -239,16 +251,9 @@ impl Llama {
     /// kept units; see [`DecoderLayer::forward_kept`].
     pub(crate) fn final_hidden_kept(&self, hidden: &Tensor, kept: &[KeptUnits], slice_below: f64) -> Result<Tensor> {
         let (_rows, seq, _hidden) = hidden.size3()?;
-        if kept.len() != self.layers.len() {
-            return Err(Error::invalid(
-                "kept units",
-                kept.len(),
-                format!("need one entry per layer ({})", self.layers.len()),
-            ));
-        }
+        self.check_per_layer("kept units", kept.len())?;
         let _guard = tch::no_grad_guard();
-        let rope = RopeTables::new(&self.config, seq, self.kind, self.device)?;
-        let mask = attention_mask(seq, self.config.sliding_window, self.device)?;
+        let (rope, mask) = self.position_tables(seq)?;
         let eps = self.config.rms_norm_eps;
         let mut hidden = hidden.shallow_clone();
         for (decoder, layer_kept) in self.layers.iter().zip(kept) {
