@@ -26,7 +26,7 @@ fn model_path() -> PathBuf {
     ))
 }
 
-/// A mask that removes exactly `SPARSITY` of every group's units, chosen at
+/// Builds a mask that removes exactly `SPARSITY` of every group's units, chosen at
 /// random, as `[num_units]` f32.
 fn half_mask(oracle: &LlamaOracle, rng: &mut ChaCha8Rng) -> Tensor {
     let space = oracle.unit_space();

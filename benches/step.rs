@@ -91,7 +91,7 @@ fn process_cpu_seconds() -> Option<f64> {
 }
 
 /// Wraps the oracle to time its forward passes, so that the rest of a
-/// pruner step (sampling, estimate, update, projection) can be told apart.
+/// pruner step (sampling, estimate, update, projection) can be timed on its own.
 struct TimedOracle {
     inner: LlamaOracle,
     forward_seconds: Cell<f64>,

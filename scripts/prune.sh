@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The main job on real input: prunes SmolLM2-135M-Instruct (GGUF) at 30%
-# sparsity with the default settings, calibrating on Brown corpus files and
-# evaluating on a disjoint set of Brown files (the first file of each of the
-# 15 categories, ca01 ... cr01). Outputs go to out/smollm2-135m-s30 unless
+# sparsity with the default settings. It calibrates on Brown corpus files and
+# evaluates on a disjoint set: the first file of each of the 15 categories,
+# ca01 ... cr01. Outputs go to out/smollm2-135m-s30 unless
 # --out is given. Extra arguments go to the `prune` example.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -13,7 +13,7 @@ pub trait ForwardOracle {
     /// One calibration batch, for an LLM a `[batch, seq]` tensor of token ids.
     type Batch;
 
-    /// The units the oracle's masks address.
+    /// Returns the units that the oracle's masks address.
     fn unit_space(&self) -> &UnitSpace;
 
     /// Returns one loss per mask row: the mean next-token cross-entropy in

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
-/// What one unit of a group is.
+/// Kind of a prunable unit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum UnitKind {
@@ -106,7 +106,7 @@ impl UnitSpace {
             .find(|g| g.kind == kind && g.layer == layer)
     }
 
-    /// The unit kinds present in the space, in [`UnitKind::ALL`] order.
+    /// Returns the unit kinds present in the space, in [`UnitKind::ALL`] order.
     pub fn kinds(&self) -> Vec<UnitKind> {
         UnitKind::ALL
             .into_iter()
@@ -184,7 +184,7 @@ impl UnitSpace {
     }
 }
 
-/// How the keep ratio is spread over unit kinds.
+/// Layout of the budgets over unit kinds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum BudgetKind {

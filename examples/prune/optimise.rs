@@ -18,7 +18,7 @@ use tch::Tensor;
 use crate::args::Args;
 
 /// Mixed into the seed for the calibration batch of each step, so batches
-/// are a function of (seed, step) and a resumed run sees the same ones.
+/// are a function of (seed, step) and a resumed run gets the same ones.
 const BATCH_SEED_MIX: u64 = 0x9e37_79b9_7f4a_7c15;
 
 pub struct RunResult {
@@ -118,7 +118,7 @@ fn initial_policy(args: &Args, space: &UnitSpace, initial: &[f64]) -> Result<Ber
     Ok(policy)
 }
 
-/// The final mask of the initial policy, before any step.
+/// Returns the final mask of the initial policy, before any step.
 pub fn initial_policy_mask(args: &Args, space: &UnitSpace, initial: &[f64]) -> Result<Tensor> {
     Ok(initial_policy(args, space, initial)?.final_mask()?)
 }

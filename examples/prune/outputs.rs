@@ -11,7 +11,7 @@ use tokenizers::Tokenizer;
 
 use crate::args::Args;
 
-/// What a run measured, for the report.
+/// Measurements of a run, for the report.
 pub struct Summary {
     pub dense: Perplexity,
     pub init: Perplexity,

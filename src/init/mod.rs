@@ -14,7 +14,7 @@ use crate::units::UnitSpace;
 pub use sigmap::{per_group_top_mask, sigmap};
 pub use wanda::{magnitude_metrics, wanda_sp_metrics};
 
-/// How the keep probabilities are initialised.
+/// Initialisation method of the keep probabilities.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum InitMethod {
@@ -28,8 +28,8 @@ pub enum InitMethod {
     Random,
 }
 
-/// Where a run starts: keep probabilities and the metric-based mask that the
-/// final mask has to beat.
+/// Starting point of a run: keep probabilities, and the metric-based mask
+/// that the final mask has to beat.
 #[derive(Debug, Clone)]
 pub struct Initialisation {
     /// Keep probability per unit, in mask column order.

@@ -131,8 +131,8 @@ fn kind_classes(space: &UnitSpace) -> Vec<Vec<Vec<usize>>> {
     classes
 }
 
-/// The sets of mask columns that are ranked together: each head or channel
-/// group on its own, and all block groups of one kind together.
+/// Returns the sets of mask columns that are ranked together. Each head or
+/// channel group is a set, and all block groups of one kind form one set.
 fn mapping_sets(space: &UnitSpace) -> Vec<Vec<usize>> {
     let mut sets = Vec::new();
     let mut blocks: [Vec<usize>; 2] = [Vec::new(), Vec::new()];
@@ -171,7 +171,9 @@ mod tests {
         let p = sigmap(&space, &metrics, 0.6);
         assert_abs_diff_eq!(p[..4].iter().sum::<f64>() / 4.0, 0.6, epsilon = 1e-12);
         assert_abs_diff_eq!(p[4..].iter().sum::<f64>() / 4.0, 0.6, epsilon = 1e-12);
-        assert!(p[0] < p[1] && p[1] < p[2] && p[2] < p[3]);
+        assert!(p[0] < p[1]);
+        assert!(p[1] < p[2]);
+        assert!(p[2] < p[3]);
     }
 
     #[test]

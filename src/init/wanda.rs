@@ -3,7 +3,7 @@
 //! Wanda-sp (the structured Wanda used by FLAP) scores input column `j` of
 //! `o_proj` and `down_proj` as `mean_r |W_rj| * ||X_j||`, where `X_j` is that
 //! column's input over every calibration token. A channel unit takes its
-//! `down_proj` column score; a head unit (one KV group) sums the `head_dim`
+//! `down_proj` column score. A head unit (one KV group) sums the `head_dim`
 //! columns of each query head and averages over the group's query heads.
 //! Layers are scored in order, and each layer's calibration output is taken
 //! with its per-layer top-`keep_ratio` mask applied, so later layers see the

@@ -28,6 +28,6 @@ pub trait TensorSource {
     /// Returns [`crate::Error::MissingTensor`] if the source lacks it.
     fn load(&self, name: &str, kind: Kind, device: Device) -> Result<Tensor>;
 
-    /// The file that holds tensor `name`, for error messages.
+    /// Returns the file that contains tensor `name`, for error messages.
     fn file_of(&self, name: &str) -> PathBuf;
 }
