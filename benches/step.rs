@@ -52,6 +52,10 @@ struct Args {
     threads: Option<i32>,
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Leave the C allocator's defaults, which return large freed blocks to
+    /// the system, instead of calling `retain_freed_memory`.
+    #[arg(long)]
+    release_freed_memory: bool,
     /// Passed by `cargo bench`; ignored.
     #[arg(long, hide = true)]
     bench: bool,
@@ -115,7 +119,7 @@ impl ForwardOracle for TimedOracle {
 /// Learning rate of the timed pruner; its size does not change the timing.
 const LEARNING_RATE: f64 = 0.2;
 
-fn time_dtype(args: &Args, path: &PathBuf, dtype: &str) -> Result<serde_json::Value> {
+fn time_dtype(args: &Args, path: &PathBuf, dtype: &str, retained: bool) -> Result<serde_json::Value> {
     let kind = match dtype {
         "f32" => Kind::Float,
         "bf16" => Kind::BFloat16,
@@ -175,6 +179,7 @@ fn time_dtype(args: &Args, path: &PathBuf, dtype: &str) -> Result<serde_json::Va
     let update_median = median(update);
     Ok(serde_json::json!({
         "implementation": "pgprune",
+        "retain_freed_memory": retained,
         "dtype": dtype,
         "path": args.path,
         "threads": tch::get_num_threads(),
@@ -198,6 +203,7 @@ fn main() -> Result<()> {
     let args = Args::parse();
     anyhow::ensure!(args.repeats > 0, "--repeats must be at least 1");
     anyhow::ensure!((0.0..=1.0).contains(&args.sparsity), "--sparsity {} must be in [0, 1]", args.sparsity);
+    let retained = !args.release_freed_memory && pgprune::runtime::retain_freed_memory();
     if let Some(threads) = args.threads {
         tch::set_num_threads(threads);
     }
@@ -206,7 +212,7 @@ fn main() -> Result<()> {
         None => PathBuf::from(std::env::var("PGPRUNE_MODEL").context("set $PGPRUNE_MODEL or pass --model")?),
     };
     for dtype in &args.dtype {
-        let report = time_dtype(&args, &path, dtype)?;
+        let report = time_dtype(&args, &path, dtype, retained)?;
         println!("{report}");
     }
     Ok(())

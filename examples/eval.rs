@@ -16,7 +16,7 @@ use clap::Parser;
 use pgprune::data::{evaluation_windows, read_corpora, CorpusFormat};
 use pgprune::eval::perplexity;
 use pgprune::models::load_model;
-use pgprune::runtime::{parse_device, DType};
+use pgprune::runtime::{parse_device, retain_freed_memory, DType};
 
 #[derive(Parser, Debug)]
 #[command(about = "Perplexity of a model (Hugging Face folder or .gguf file) on text files")]
@@ -48,6 +48,10 @@ struct Args {
     /// CPU threads for libtorch (default: libtorch's choice).
     #[arg(long)]
     threads: Option<i32>,
+    /// Let the C allocator return freed memory to the system as usual,
+    /// instead of keeping it for the next forward pass (which is faster).
+    #[arg(long)]
+    release_freed_memory: bool,
 }
 
 fn main() -> Result<()> {
@@ -57,6 +61,9 @@ fn main() -> Result<()> {
         .with_ansi(std::io::stderr().is_terminal())
         .init();
     let args = Args::parse();
+    if !args.release_freed_memory {
+        retain_freed_memory();
+    }
     if let Some(n) = args.threads {
         tch::set_num_threads(n);
     }

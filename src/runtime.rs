@@ -95,3 +95,38 @@ mod tests {
         assert!(parse_device("cuda:999").is_err());
     }
 }
+
+/// Largest allocation, in bytes, that glibc serves from its heap once
+/// [`retain_freed_memory`] has run; above it, blocks are mapped and unmapped
+/// per allocation as usual.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+const HEAP_ALLOCATION_LIMIT: i32 = 1 << 30;
+
+/// Asks the C allocator to keep freed memory for reuse instead of returning
+/// it to the kernel. Returns whether the allocator accepted the settings.
+///
+/// libtorch allocates its activations and logits with `malloc`. By default
+/// glibc maps every block above a dynamic threshold (at most 32 MiB) on its
+/// own and unmaps it on free, so each forward pass faults in and zeroes its
+/// large buffers again; on a 2-core CPU that took about a sixth of a pruning
+/// step (`docs/benchmarks.md`). After this call such blocks come from the
+/// heap and the heap is not trimmed, so a step reuses the previous step's
+/// pages. The process keeps its peak heap size until it exits.
+///
+/// This changes a process-wide setting: call it once at start-up, before
+/// loading a model, from a binary rather than from library code. It does
+/// nothing and returns `false` on targets other than Linux with glibc.
+pub fn retain_freed_memory() -> bool {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        // SAFETY: mallopt only updates allocator parameters; both values are in range.
+        unsafe {
+            libc::mallopt(libc::M_MMAP_THRESHOLD, HEAP_ALLOCATION_LIMIT) == 1
+                && libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX) == 1
+        }
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    {
+        false
+    }
+}

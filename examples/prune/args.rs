@@ -112,6 +112,10 @@ pub struct Args {
     /// CPU threads for libtorch (default: libtorch's choice).
     #[arg(long)]
     pub threads: Option<i32>,
+    /// Let the C allocator return freed memory to the system as usual,
+    /// instead of keeping it for the next forward pass (which is faster).
+    #[arg(long)]
+    pub release_freed_memory: bool,
     /// Write a checkpoint every N steps (0 = never) to OUT.checkpoint.json.
     #[arg(long, default_value_t = 50)]
     pub checkpoint_every: u64,

@@ -22,7 +22,7 @@ use anyhow::Result;
 use clap::Parser;
 use pgprune::init::initialise;
 use pgprune::models::llama::{compact, LlamaOracle};
-use pgprune::runtime::parse_device;
+use pgprune::runtime::{parse_device, retain_freed_memory};
 use pgprune::ForwardOracle;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -45,6 +45,10 @@ fn main() -> Result<()> {
         .init();
     let args = Args::parse();
     args.validate()?;
+    if !args.release_freed_memory {
+        let retained = retain_freed_memory();
+        tracing::debug!(retained, "allocator set to keep freed memory");
+    }
     if let Some(n) = args.threads {
         tch::set_num_threads(n);
     }

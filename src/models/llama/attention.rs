@@ -22,16 +22,20 @@ pub struct Attention {
 /// Boolean `[seq, seq]` mask, true where query `q` may attend to key `k`:
 /// `k <= q`, and with a window `w` also `q - k < w`, so a token sees at most
 /// `w` positions including itself (Hugging Face Mistral semantics).
-pub fn attention_mask(seq: i64, sliding_window: Option<i64>, device: Device) -> Result<Tensor> {
+///
+/// Returns `None` when the window does not bind within `seq` tokens: the
+/// plain causal mask then goes to the attention kernel as a flag, which
+/// skips the masked half of the score blocks instead of computing them.
+pub fn attention_mask(seq: i64, sliding_window: Option<i64>, device: Device) -> Result<Option<Tensor>> {
+    let window = match sliding_window {
+        Some(w) if w < seq => w,
+        _ => return Ok(None),
+    };
     let positions = Tensor::f_arange(seq, (Kind::Int64, device))?;
     let query = positions.f_unsqueeze(1)?; // [seq, 1]
     let key = positions.f_unsqueeze(0)?; // [1, seq]
     let distance = query.f_sub(&key)?; // [seq, seq]
-    let causal = distance.f_ge(0)?;
-    match sliding_window {
-        Some(w) => Ok(causal.f_logical_and(&distance.f_lt(w)?)?),
-        None => Ok(causal),
-    }
+    Ok(Some(distance.f_ge(0)?.f_logical_and(&distance.f_lt(window)?)?))
 }
 
 impl Attention {
@@ -54,7 +58,7 @@ impl Attention {
         hidden: &Tensor,
         eps: f64,
         rope: &RopeTables,
-        mask: &Tensor,
+        mask: Option<&Tensor>,
         head_mask: Option<&Tensor>,
         o_proj_input: Option<&mut Option<Tensor>>,
     ) -> Result<Tensor> {
@@ -84,7 +88,7 @@ impl Attention {
     ///
     /// Equals [`Attention::forward`] with a head mask of ones at `kept` and
     /// zeros elsewhere. The copies live only for this call.
-    pub fn forward_kept(&self, hidden: &Tensor, eps: f64, rope: &RopeTables, mask: &Tensor, kept: &[i64]) -> Result<Tensor> {
+    pub fn forward_kept(&self, hidden: &Tensor, eps: f64, rope: &RopeTables, mask: Option<&Tensor>, kept: &[i64]) -> Result<Tensor> {
         let (rows, seq, hidden_size) = hidden.size3()?;
         let (heads, kv_heads, head_dim) = (self.num_heads, self.num_key_value_heads, self.head_dim);
         let group_size = heads / kv_heads;
@@ -123,7 +127,11 @@ impl Attention {
 
     /// Projects normalised `x` `[rows, seq, hidden]` by `[q, k, v]` into
     /// `kv_heads` KV groups and attends: `[rows, kv_heads * group_size, seq, head_dim]`.
-    fn attend(&self, x: &Tensor, [q_proj, k_proj, v_proj]: [&Linear; 3], kv_heads: i64, rope: &RopeTables, mask: &Tensor) -> Result<Tensor> {
+    ///
+    /// `mask` is a sliding-window mask, or `None` for plain causal attention.
+    /// The kernel shares each KV group among its query heads (`enable_gqa`),
+    /// so keys and values are not copied per query head.
+    fn attend(&self, x: &Tensor, [q_proj, k_proj, v_proj]: [&Linear; 3], kv_heads: i64, rope: &RopeTables, mask: Option<&Tensor>) -> Result<Tensor> {
         let (rows, seq, _hidden) = x.size3()?;
         let head_dim = self.head_dim;
         let group_size = self.num_heads / self.num_key_value_heads;
@@ -133,10 +141,25 @@ impl Attention {
         let k = k_proj.forward(x)?.f_view([rows, seq, kv_heads, head_dim])?.f_transpose(1, 2)?;
         let v = v_proj.forward(x)?.f_view([rows, seq, kv_heads, head_dim])?.f_transpose(1, 2)?;
         let q = rope.apply(&q)?; // [rows, heads, seq, head_dim]
-        let k = rope.apply(&k)?.f_repeat_interleave_self_int(group_size, 1, None)?; // [rows, heads, seq, head_dim]
-        let v = v.f_repeat_interleave_self_int(group_size, 1, None)?; // [rows, heads, seq, head_dim]
+        let k = rope.apply(&k)?; // [rows, kv_heads, seq, head_dim]
 
         let scale = 1.0 / (head_dim as f64).sqrt();
-        Ok(Tensor::f_scaled_dot_product_attention(&q, &k, &v, Some(mask), 0.0, false, scale, false)?)
+        let is_causal = mask.is_none();
+        Ok(Tensor::f_scaled_dot_product_attention(&q, &k, &v, mask, 0.0, is_causal, scale, true)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn window_mask_only_where_the_window_binds() {
+        assert!(attention_mask(6, None, Device::Cpu).unwrap().is_none());
+        assert!(attention_mask(6, Some(6), Device::Cpu).unwrap().is_none());
+
+        let mask = attention_mask(6, Some(2), Device::Cpu).unwrap().unwrap();
+        let row = Vec::<i64>::try_from(mask.get(3).to_kind(Kind::Int64)).unwrap();
+        assert_eq!(row, vec![0, 0, 1, 1, 0, 0]);
     }
 }

@@ -69,7 +69,7 @@ impl DecoderLayer {
         hidden: &Tensor,
         eps: f64,
         rope: &RopeTables,
-        attention_mask: &Tensor,
+        attention_mask: Option<&Tensor>,
         masks: &LayerMasks,
         mut taps: Option<&mut LayerTaps>,
     ) -> Result<Tensor> {
@@ -105,7 +105,7 @@ impl DecoderLayer {
         hidden: &Tensor,
         eps: f64,
         rope: &RopeTables,
-        attention_mask: &Tensor,
+        attention_mask: Option<&Tensor>,
         kept: &KeptUnits,
         slice_below: f64,
     ) -> Result<Tensor> {
