@@ -43,6 +43,8 @@ fn half_mask(oracle: &LlamaOracle, rng: &mut ChaCha8Rng) -> Tensor {
 }
 
 fn bench_forward(c: &mut Criterion) {
+    // As the CLI does: keep freed activation memory for the next forward.
+    pgprune::runtime::retain_freed_memory();
     let _guard = tch::no_grad_guard();
     let mut group = c.benchmark_group("forward_smollm2_8x128");
     group.sample_size(10);

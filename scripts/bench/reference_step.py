@@ -11,6 +11,7 @@ throughput and the peak resident memory of the process.
 """
 
 import argparse
+import ctypes
 import json
 import os
 import resource
@@ -32,7 +33,22 @@ def parse_args():
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--threads", type=int, default=os.cpu_count())
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--retain-freed-memory",
+        action="store_true",
+        help="apply the glibc allocator settings of pgprune's retain_freed_memory, for a like-for-like comparison",
+    )
     return p.parse_args()
+
+
+# glibc mallopt parameters and the values pgprune::runtime::retain_freed_memory sets.
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+HEAP_ALLOCATION_LIMIT, NEVER_TRIM = 1 << 30, 2**31 - 1
+
+
+def retain_freed_memory():
+    libc = ctypes.CDLL("libc.so.6")
+    return bool(libc.mallopt(M_MMAP_THRESHOLD, HEAP_ALLOCATION_LIMIT) and libc.mallopt(M_TRIM_THRESHOLD, NEVER_TRIM))
 
 
 def load(path, dtype):
@@ -86,6 +102,7 @@ def step(model, hooks, tokens, k, keep, generator):
 
 def main():
     args = parse_args()
+    retained = retain_freed_memory() if args.retain_freed_memory else False
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     dtype = {"f32": torch.float32, "bf16": torch.bfloat16}[args.dtype]
@@ -115,6 +132,7 @@ def main():
     dense = statistics.median(dense_seconds)
     print(json.dumps({
         "implementation": "transformers",
+        "retain_freed_memory": retained,
         "torch": torch.__version__,
         "dtype": args.dtype,
         "threads": args.threads,

@@ -2,8 +2,13 @@
 # Times one pruning step of SmolLM2-135M in pgprune (benches/step.rs) and in
 # the PyTorch reference (scripts/bench/reference_step.py) with the same
 # batch, sequence length, K, sparsity, dtype and thread count, then prints
-# both JSON reports and the ratios. Each dtype runs in its own process so
+# the JSON reports and the ratios. Each dtype runs in its own process so
 # that peak memory is per dtype.
+#
+# pgprune runs as its CLI does, with freed memory kept for reuse
+# (pgprune::runtime::retain_freed_memory). The reference runs twice: as
+# shipped, and with the same allocator settings, so that the second ratio
+# shows what the allocator setting alone does not explain.
 #
 #   scripts/bench/step_vs_reference.sh [THREADS] [REPEATS]
 #
@@ -28,14 +33,17 @@ echo "load before: $(uptime)" >&2
 for dtype in $DTYPES; do
   rust=$(cargo bench --quiet --bench step -- --model "$PGPRUNE_MODEL" --dtype "$dtype" "${COMMON[@]}" | grep '^{')
   python=$("$PYTHON" scripts/bench/reference_step.py --model "$PGPRUNE_MODEL" --dtype "$dtype" "${COMMON[@]}" | grep '^{')
+  retained=$("$PYTHON" scripts/bench/reference_step.py --model "$PGPRUNE_MODEL" --dtype "$dtype" "${COMMON[@]}" --retain-freed-memory | grep '^{')
   echo "$rust"
   echo "$python"
-  "$PYTHON" - "$rust" "$python" <<'PY'
+  echo "$retained"
+  "$PYTHON" - "$rust" "$python" "$retained" <<'PY'
 import json, sys
-ours, ref = (json.loads(a) for a in sys.argv[1:3])
+ours, ref, ref_retained = (json.loads(a) for a in sys.argv[1:4])
 print(json.dumps({
     "dtype": ours["dtype"],
     "step_ratio_pgprune_over_pytorch": ours["step_seconds"] / ref["step_seconds"],
+    "step_ratio_pgprune_over_pytorch_same_allocator": ours["step_seconds"] / ref_retained["step_seconds"],
     "step_cpu_ratio_pgprune_over_pytorch": ours["step_cpu_seconds"] / ref["step_cpu_seconds"],
     "dense_tokens_per_second": {"pgprune": ours["dense_tokens_per_second"], "pytorch": ref["dense_tokens_per_second"]},
     "dense_throughput_ratio_pgprune_over_pytorch": ours["dense_tokens_per_second"] / ref["dense_tokens_per_second"],

@@ -33,10 +33,26 @@ impl Linear {
         })
     }
 
+    /// Stores the weight input-major: same `[out, in]` shape and values, but
+    /// as the transpose of a contiguous `[in, out]` tensor, so that each input
+    /// column is one contiguous run of memory. Matmuls take either layout
+    /// without a copy; [`Linear::select_columns`] then copies whole runs
+    /// instead of gathering one element per output row.
+    ///
+    /// Used for `o_proj` and `down_proj`, whose inputs are what pruning
+    /// removes. The reordering copy lives only during this call.
+    pub fn into_input_major(self) -> Result<Linear> {
+        Ok(Linear {
+            weight: self.weight.f_transpose(0, 1)?.f_contiguous()?.f_transpose(0, 1)?,
+            bias: self.bias,
+        })
+    }
+
     /// Keeps the input columns `cols` (a 1-D int64 tensor); the bias stays.
+    /// The copy is input-major (see [`Linear::into_input_major`]).
     pub fn select_columns(&self, cols: &Tensor) -> Result<Linear> {
         Ok(Linear {
-            weight: self.weight.f_index_select(1, cols)?.f_contiguous()?,
+            weight: self.weight.f_transpose(0, 1)?.f_index_select(0, cols)?.f_transpose(0, 1)?,
             bias: self.bias.as_ref().map(|b| b.shallow_clone()),
         })
     }
@@ -49,4 +65,48 @@ pub fn rms_norm(x: &Tensor, weight: &Tensor, eps: f64) -> Result<Tensor> {
     let mean_square = x32.f_square()?.f_mean_dim(-1, true, Kind::Float)?;
     let normed = x32.f_mul(&mean_square.f_add_scalar(eps)?.f_rsqrt()?)?;
     Ok(weight.f_mul(&normed.f_to_kind(kind)?)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tch::Device;
+
+    /// Fixed values, so that tests running in parallel share no RNG state.
+    fn ramp(shape: [i64; 2], scale: f64) -> Tensor {
+        Tensor::arange(shape[0] * shape[1], (Kind::Float, Device::Cpu))
+            .reshape(shape)
+            .sin()
+            * scale
+    }
+
+    fn sample() -> Linear {
+        Linear {
+            weight: ramp([4, 6], 1.0),
+            bias: Some(ramp([1, 4], 0.5).reshape([4])),
+        }
+    }
+
+    #[test]
+    fn input_major_layout_keeps_shape_values_and_outputs() {
+        let plain = sample();
+        let x = ramp([3, 6], 2.0);
+        let expected = plain.forward(&x).unwrap();
+        let reordered = sample().into_input_major().unwrap();
+        assert_eq!(reordered.weight.size(), vec![4, 6]);
+        assert_eq!(reordered.weight.stride(), vec![1, 4]);
+        assert!(reordered.weight.equal(&plain.weight));
+        assert!(reordered.forward(&x).unwrap().allclose(&expected, 1e-5, 1e-6, false));
+    }
+
+    #[test]
+    fn selected_columns_match_either_layout() {
+        let cols = Tensor::from_slice(&[0i64, 3, 5]);
+        let expected = sample().weight.index_select(1, &cols);
+        for linear in [sample(), sample().into_input_major().unwrap()] {
+            let kept = linear.select_columns(&cols).unwrap();
+            assert!(kept.weight.equal(&expected));
+            assert!(kept.bias.unwrap().equal(linear.bias.as_ref().unwrap()));
+        }
+    }
 }

@@ -106,7 +106,7 @@ impl Llama {
                     q_proj: loader.linear(&format!("{p}.self_attn.q_proj"), nh * d, h, bias)?,
                     k_proj: loader.linear(&format!("{p}.self_attn.k_proj"), nkv * d, h, bias)?,
                     v_proj: loader.linear(&format!("{p}.self_attn.v_proj"), nkv * d, h, bias)?,
-                    o_proj: loader.linear(&format!("{p}.self_attn.o_proj"), h, nh * d, bias)?,
+                    o_proj: loader.linear(&format!("{p}.self_attn.o_proj"), h, nh * d, bias)?.into_input_major()?,
                     num_heads: nh,
                     num_key_value_heads: nkv,
                     head_dim: d,
@@ -121,7 +121,7 @@ impl Llama {
                         .tensor(&format!("{p}.post_attention_layernorm.weight"), &[h])?,
                     gate_proj: loader.linear(&format!("{p}.mlp.gate_proj"), inter, h, bias)?,
                     up_proj: loader.linear(&format!("{p}.mlp.up_proj"), inter, h, bias)?,
-                    down_proj: loader.linear(&format!("{p}.mlp.down_proj"), h, inter, bias)?,
+                    down_proj: loader.linear(&format!("{p}.mlp.down_proj"), h, inter, bias)?.into_input_major()?,
                     intermediate_size: inter,
                 })
             } else {
