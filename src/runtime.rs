@@ -97,21 +97,21 @@ mod tests {
 }
 
 /// Largest allocation, in bytes, that glibc serves from its heap once
-/// [`retain_freed_memory`] has run; above it, blocks are mapped and unmapped
-/// per allocation as usual.
+/// [`retain_freed_memory`] has run. Larger blocks are still mapped and
+/// unmapped one by one.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 const HEAP_ALLOCATION_LIMIT: i32 = 1 << 30;
 
 /// Asks the C allocator to keep freed memory for reuse instead of returning
 /// it to the kernel. Returns whether the allocator accepted the settings.
 ///
-/// libtorch allocates its activations and logits with `malloc`. By default
-/// glibc maps every block above a dynamic threshold (at most 32 MiB) on its
-/// own and unmaps it on free, so each forward pass faults in and zeroes its
-/// large buffers again; on a 2-core CPU that took about a sixth of a pruning
-/// step (`docs/benchmarks.md`). After this call such blocks come from the
-/// heap and the heap is not trimmed, so a step reuses the previous step's
-/// pages. The process keeps its peak heap size until it exits.
+/// libtorch allocates activations and logits with `malloc`. By default
+/// glibc maps each block above a dynamic threshold (at most 32 MiB) on its
+/// own and unmaps it on free. Every forward pass then faults in and zeroes
+/// its large buffers again, which cost a tenth to a fifth of a pruning step
+/// on a 2-core CPU (`docs/benchmarks.md`). After this call such blocks come
+/// from the heap and the heap is not trimmed, so a step reuses the pages of
+/// the previous step. The process keeps its peak heap size until it exits.
 ///
 /// This changes a process-wide setting: call it once at start-up, before
 /// loading a model, from a binary rather than from library code. It does
@@ -119,7 +119,7 @@ const HEAP_ALLOCATION_LIMIT: i32 = 1 << 30;
 pub fn retain_freed_memory() -> bool {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
-        // SAFETY: mallopt only updates allocator parameters; both values are in range.
+        // SAFETY: mallopt only updates allocator parameters, and both values are in range.
         unsafe {
             libc::mallopt(libc::M_MMAP_THRESHOLD, HEAP_ALLOCATION_LIMIT) == 1
                 && libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX) == 1

@@ -23,9 +23,9 @@ pub struct Attention {
 /// `k <= q`, and with a window `w` also `q - k < w`, so a token sees at most
 /// `w` positions including itself (Hugging Face Mistral semantics).
 ///
-/// Returns `None` when the window does not bind within `seq` tokens: the
-/// plain causal mask then goes to the attention kernel as a flag, which
-/// skips the masked half of the score blocks instead of computing them.
+/// Returns `None` when the window does not bind within `seq` tokens. The
+/// plain causal mask then goes to the attention kernel as a flag, which lets
+/// it skip key blocks above the diagonal instead of computing and masking them.
 pub fn attention_mask(seq: i64, sliding_window: Option<i64>, device: Device) -> Result<Option<Tensor>> {
     let window = match sliding_window {
         Some(w) if w < seq => w,

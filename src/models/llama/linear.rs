@@ -33,11 +33,11 @@ impl Linear {
         })
     }
 
-    /// Stores the weight input-major: same `[out, in]` shape and values, but
-    /// as the transpose of a contiguous `[in, out]` tensor, so that each input
-    /// column is one contiguous run of memory. Matmuls take either layout
-    /// without a copy; [`Linear::select_columns`] then copies whole runs
-    /// instead of gathering one element per output row.
+    /// Stores the weight input-major: the same `[out, in]` shape and values,
+    /// held as the transpose of a contiguous `[in, out]` tensor, so each input
+    /// column is one contiguous run of memory. Matmuls read either layout
+    /// without a copy. [`Linear::select_columns`] then copies whole runs
+    /// instead of one element per output row.
     ///
     /// Used for `o_proj` and `down_proj`, whose inputs are what pruning
     /// removes. The reordering copy lives only during this call.
