@@ -79,6 +79,22 @@ fn peak_rss_mib() -> Option<f64> {
     Some(kib / 1024.0)
 }
 
+/// Resets the peak resident memory (`VmHWM`) to the current resident size,
+/// so that a later [`peak_rss_mib`] covers only what runs after this call.
+/// Returns whether Linux accepted the reset.
+fn reset_peak_rss() -> bool {
+    std::fs::write("/proc/self/clear_refs", "5").is_ok()
+}
+
+/// Size in MiB of the model's weights as stored, from every named tensor.
+fn weights_mib(model: &pgprune::models::llama::Llama) -> f64 {
+    let bytes: usize = pgprune::models::llama::save::named_tensors(model)
+        .iter()
+        .map(|(_, t)| t.numel() * t.kind().elt_size_in_bytes())
+        .sum();
+    bytes as f64 / (1024.0 * 1024.0)
+}
+
 /// CPU time of this process, all threads, in seconds, from `/proc/self/stat`.
 /// Less disturbed than wall time when other processes share the cores.
 fn process_cpu_seconds() -> Option<f64> {
@@ -127,6 +143,10 @@ fn time_dtype(args: &Args, path: &PathBuf, dtype: &str, retained: bool) -> Resul
     };
     let loaded = load_model(path, kind, Device::Cpu).with_context(|| format!("loading {}", path.display()))?;
     let vocab = loaded.model.config.vocab_size;
+    let weights = weights_mib(&loaded.model);
+    // Peak memory from here on covers the forwards and steps, not loading.
+    let load_peak = peak_rss_mib();
+    let step_peak_measured = reset_peak_rss();
     let path_choice = match args.path.as_str() {
         "auto" => ForwardPath::Auto,
         "masked" => ForwardPath::Masked,
@@ -195,7 +215,9 @@ fn time_dtype(args: &Args, path: &PathBuf, dtype: &str, retained: bool) -> Resul
         "policy_update_seconds": update_median,
         "policy_update_share": update_median / step_median,
         "mean_loss": losses_seen.iter().sum::<f64>() / losses_seen.len() as f64,
-        "peak_rss_mib": peak_rss_mib(),
+        "peak_rss_mib": load_peak.zip(peak_rss_mib()).map(|(a, b)| a.max(b)),
+        "weights_mib": weights,
+        "peak_rss_after_load_mib": if step_peak_measured { peak_rss_mib() } else { None },
     }))
 }
 

@@ -51,6 +51,32 @@ def retain_freed_memory():
     return bool(libc.mallopt(M_MMAP_THRESHOLD, HEAP_ALLOCATION_LIMIT) and libc.mallopt(M_TRIM_THRESHOLD, NEVER_TRIM))
 
 
+def peak_rss_mib():
+    """Peak resident memory of this process in MiB (VmHWM), or None off Linux."""
+    try:
+        with open("/proc/self/status") as status:
+            line = next(l for l in status if l.startswith("VmHWM:"))
+    except (OSError, StopIteration):
+        return None
+    return int(line.split()[1]) / 1024
+
+
+def reset_peak_rss():
+    """Resets VmHWM to the current resident size; returns whether Linux accepted it."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def weights_mib(model):
+    """Size of the weights in MiB, counting tied tensors (embedding and LM head) once."""
+    sizes = {t.data_ptr(): t.numel() * t.element_size() for t in model.state_dict().values()}
+    return sum(sizes.values()) / 2**20
+
+
 def load(path, dtype):
     folder, name = os.path.split(os.path.abspath(path))
     model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
@@ -107,6 +133,9 @@ def main():
     torch.manual_seed(args.seed)
     dtype = {"f32": torch.float32, "bf16": torch.bfloat16}[args.dtype]
     model = load(args.model, dtype)
+    weights = weights_mib(model)
+    load_peak = peak_rss_mib()
+    step_peak_measured = reset_peak_rss()
     tokens = torch.randint(0, model.config.vocab_size, (args.batch, args.seq_len))
     generator = torch.Generator().manual_seed(args.seed)
 
@@ -145,7 +174,10 @@ def main():
         "step_cpu_seconds": statistics.median(step_cpu_seconds),
         "dense_forward_seconds": dense,
         "dense_tokens_per_second": args.batch * args.seq_len / dense,
-        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_rss_mib": max(load_peak or 0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+        "weights_mib": weights,
+        "peak_rss_after_load_mib": peak_rss_mib() if step_peak_measured else None,
+        "load_peak_rss_mib": load_peak,
     }))
 
 
