@@ -79,6 +79,14 @@ fn peak_rss_mib() -> Option<f64> {
     Some(kib / 1024.0)
 }
 
+/// Current resident memory of this process in MiB (`VmRSS`), if Linux reports it.
+fn current_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}
+
 /// Resets the peak resident memory (`VmHWM`) to the current resident size,
 /// so that a later [`peak_rss_mib`] covers only what runs after this call.
 /// Returns whether Linux accepted the reset.
@@ -141,11 +149,13 @@ fn time_dtype(args: &Args, path: &PathBuf, dtype: &str, retained: bool) -> Resul
         "bf16" => Kind::BFloat16,
         other => anyhow::bail!("unknown dtype '{other}': use f32 or bf16"),
     };
+    let baseline = current_rss_mib();
     let loaded = load_model(path, kind, Device::Cpu).with_context(|| format!("loading {}", path.display()))?;
     let vocab = loaded.model.config.vocab_size;
     let weights = weights_mib(&loaded.model);
     // Peak memory from here on covers the forwards and steps, not loading.
     let load_peak = peak_rss_mib();
+    pgprune::runtime::trim_freed_memory();
     let step_peak_measured = reset_peak_rss();
     let path_choice = match args.path.as_str() {
         "auto" => ForwardPath::Auto,
@@ -217,6 +227,7 @@ fn time_dtype(args: &Args, path: &PathBuf, dtype: &str, retained: bool) -> Resul
         "mean_loss": losses_seen.iter().sum::<f64>() / losses_seen.len() as f64,
         "peak_rss_mib": load_peak.zip(peak_rss_mib()).map(|(a, b)| a.max(b)),
         "weights_mib": weights,
+        "rss_before_load_mib": baseline,
         "peak_rss_after_load_mib": if step_peak_measured { peak_rss_mib() } else { None },
     }))
 }

@@ -130,3 +130,20 @@ pub fn retain_freed_memory() -> bool {
         false
     }
 }
+
+/// Returns the memory that the C allocator holds free to the system, for
+/// example after loading a model, whose conversion buffers are not needed
+/// again. Pairs with [`retain_freed_memory`], which stops glibc from doing
+/// this by itself. Returns whether any memory was released; always `false`
+/// on targets other than Linux with glibc.
+pub fn trim_freed_memory() -> bool {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        // SAFETY: malloc_trim only returns free heap pages to the kernel.
+        unsafe { libc::malloc_trim(0) == 1 }
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    {
+        false
+    }
+}

@@ -22,7 +22,7 @@ use anyhow::Result;
 use clap::Parser;
 use pgprune::init::initialise;
 use pgprune::models::llama::{compact, LlamaOracle};
-use pgprune::runtime::{parse_device, retain_freed_memory};
+use pgprune::runtime::{parse_device, retain_freed_memory, trim_freed_memory};
 use pgprune::ForwardOracle;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -91,6 +91,9 @@ fn run(args: &Args) -> Result<()> {
     let init_ppl = inputs::perplexity(&oracle, &inputs.eval_windows, Some(&init_mask), args.eval_batch)?;
     eprintln!("{:?} initial mask perplexity: {:.3}", args.init(), init_ppl.ppl);
 
+    // Loading and the initial evaluations are done: hand their buffers back
+    // before the pruning steps settle on their own working set.
+    trim_freed_memory();
     let init_policy_mask = optimise::initial_policy_mask(args, &space, &init.probabilities)?;
     let init_policy = inputs::perplexity(&oracle, &inputs.eval_windows, Some(&init_policy_mask), args.eval_batch)?;
     eprintln!("initial keep probabilities, top units per budget: perplexity {:.3}", init_policy.ppl);

@@ -51,14 +51,18 @@ def retain_freed_memory():
     return bool(libc.mallopt(M_MMAP_THRESHOLD, HEAP_ALLOCATION_LIMIT) and libc.mallopt(M_TRIM_THRESHOLD, NEVER_TRIM))
 
 
-def peak_rss_mib():
-    """Peak resident memory of this process in MiB (VmHWM), or None off Linux."""
+def status_mib(field):
+    """A memory field of /proc/self/status (VmHWM, VmRSS) in MiB, or None off Linux."""
     try:
         with open("/proc/self/status") as status:
-            line = next(l for l in status if l.startswith("VmHWM:"))
+            line = next(l for l in status if l.startswith(field + ":"))
     except (OSError, StopIteration):
         return None
     return int(line.split()[1]) / 1024
+
+
+def peak_rss_mib():
+    return status_mib("VmHWM")
 
 
 def reset_peak_rss():
@@ -132,9 +136,12 @@ def main():
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     dtype = {"f32": torch.float32, "bf16": torch.bfloat16}[args.dtype]
+    baseline = status_mib("VmRSS")
     model = load(args.model, dtype)
     weights = weights_mib(model)
     load_peak = peak_rss_mib()
+    if args.retain_freed_memory:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
     step_peak_measured = reset_peak_rss()
     tokens = torch.randint(0, model.config.vocab_size, (args.batch, args.seq_len))
     generator = torch.Generator().manual_seed(args.seed)
@@ -176,6 +183,7 @@ def main():
         "dense_tokens_per_second": args.batch * args.seq_len / dense,
         "peak_rss_mib": max(load_peak or 0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
         "weights_mib": weights,
+        "rss_before_load_mib": baseline,
         "peak_rss_after_load_mib": peak_rss_mib() if step_peak_measured else None,
         "load_peak_rss_mib": load_peak,
     }))
