@@ -52,7 +52,7 @@ def retain_freed_memory():
 
 
 def status_mib(field):
-    """A memory field of /proc/self/status (VmHWM, VmRSS) in MiB, or None off Linux."""
+    """Reads a memory field of /proc/self/status (VmHWM, VmRSS) in MiB, or returns None off Linux."""
     try:
         with open("/proc/self/status") as status:
             line = next(l for l in status if l.startswith(field + ":"))
@@ -66,7 +66,7 @@ def peak_rss_mib():
 
 
 def reset_peak_rss():
-    """Resets VmHWM to the current resident size; returns whether Linux accepted it."""
+    """Resets VmHWM to the current resident size and returns whether Linux accepted it."""
     try:
         with open("/proc/self/clear_refs", "w") as f:
             f.write("5")
@@ -76,7 +76,7 @@ def reset_peak_rss():
 
 
 def weights_mib(model):
-    """Size of the weights in MiB, counting tied tensors (embedding and LM head) once."""
+    """Returns the size of the weights in MiB, counting tied tensors (embedding and LM head) once."""
     sizes = {t.data_ptr(): t.numel() * t.element_size() for t in model.state_dict().values()}
     return sum(sizes.values()) / 2**20
 
