@@ -156,6 +156,7 @@ fn time_dtype(args: &Args, path: &PathBuf, dtype: &str, retained: bool) -> Resul
     // Peak memory from here on covers the forwards and steps, not loading.
     let load_peak = peak_rss_mib();
     pgprune::runtime::trim_freed_memory();
+    let after_load = current_rss_mib();
     let step_peak_measured = reset_peak_rss();
     let path_choice = match args.path.as_str() {
         "auto" => ForwardPath::Auto,
@@ -228,6 +229,7 @@ fn time_dtype(args: &Args, path: &PathBuf, dtype: &str, retained: bool) -> Resul
         "peak_rss_mib": load_peak.zip(peak_rss_mib()).map(|(a, b)| a.max(b)),
         "weights_mib": weights,
         "rss_before_load_mib": baseline,
+        "rss_after_load_mib": after_load,
         "peak_rss_after_load_mib": if step_peak_measured { peak_rss_mib() } else { None },
     }))
 }

@@ -50,6 +50,7 @@ print(json.dumps({
     "peak_rss_mib": {"pgprune": ours["peak_rss_mib"], "pytorch": ref["peak_rss_mib"]},
     "peak_rss_after_load_mib": {"pgprune": ours["peak_rss_after_load_mib"], "pytorch": ref["peak_rss_after_load_mib"]},
     "rss_before_load_mib": {"pgprune": ours["rss_before_load_mib"], "pytorch": ref["rss_before_load_mib"]},
+    "rss_after_load_mib_pgprune": ours["rss_after_load_mib"],
     "weights_mib": {"pgprune": ours["weights_mib"], "pytorch": ref["weights_mib"]},
     "policy_update_share_of_step": ours["policy_update_share"],
 }))
