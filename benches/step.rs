@@ -17,6 +17,7 @@ use anyhow::{Context, Result};
 use clap::Parser;
 use pgprune::models::llama::{ForwardPath, Granularity, LlamaOracle};
 use pgprune::models::loading::load_model;
+use pgprune::export::median;
 use pgprune::{BernoulliPolicy, BudgetKind, EmaReinforce, ForwardOracle, Pruner, PrunerSettings, UnitSpace};
 use tch::{Device, Kind, Tensor};
 
@@ -61,30 +62,19 @@ struct Args {
     bench: bool,
 }
 
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    let mid = values.len() / 2;
-    if values.len() % 2 == 1 {
-        values[mid]
-    } else {
-        (values[mid - 1] + values[mid]) / 2.0
-    }
+/// Reads a memory field of `/proc/self/status` (`VmHWM`, `VmRSS`) in MiB,
+/// if Linux reports it.
+fn status_mib(field: &str) -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let prefix = format!("{field}:");
+    let line = status.lines().find(|l| l.starts_with(&prefix))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
 }
 
 /// Peak resident memory of this process in MiB (`VmHWM`), if Linux reports it.
 fn peak_rss_mib() -> Option<f64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib / 1024.0)
-}
-
-/// Current resident memory of this process in MiB (`VmRSS`), if Linux reports it.
-fn current_rss_mib() -> Option<f64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib / 1024.0)
+    status_mib("VmHWM")
 }
 
 /// Resets the peak resident memory (`VmHWM`) to the current resident size,
@@ -94,7 +84,7 @@ fn reset_peak_rss() -> bool {
     std::fs::write("/proc/self/clear_refs", "5").is_ok()
 }
 
-/// Size in MiB of the model's weights as stored, from every named tensor.
+/// Returns the size in MiB of the model's weights as stored, from every named tensor.
 fn weights_mib(model: &pgprune::models::llama::Llama) -> f64 {
     let bytes: usize = pgprune::models::llama::save::named_tensors(model)
         .iter()
@@ -149,14 +139,14 @@ fn time_dtype(args: &Args, path: &PathBuf, dtype: &str, retained: bool) -> Resul
         "bf16" => Kind::BFloat16,
         other => anyhow::bail!("unknown dtype '{other}': use f32 or bf16"),
     };
-    let baseline = current_rss_mib();
+    let baseline = status_mib("VmRSS");
     let loaded = load_model(path, kind, Device::Cpu).with_context(|| format!("loading {}", path.display()))?;
     let vocab = loaded.model.config.vocab_size;
     let weights = weights_mib(&loaded.model);
     // Peak memory from here on covers the forwards and steps, not loading.
     let load_peak = peak_rss_mib();
     pgprune::runtime::trim_freed_memory();
-    let after_load = current_rss_mib();
+    let after_load = status_mib("VmRSS");
     let step_peak_measured = reset_peak_rss();
     let path_choice = match args.path.as_str() {
         "auto" => ForwardPath::Auto,
@@ -205,9 +195,9 @@ fn time_dtype(args: &Args, path: &PathBuf, dtype: &str, retained: bool) -> Resul
         }
     }
 
-    let step_median = median(step);
-    let dense_median = median(dense);
-    let update_median = median(update);
+    let step_median = median(&step);
+    let dense_median = median(&dense);
+    let update_median = median(&update);
     Ok(serde_json::json!({
         "implementation": "pgprune",
         "retain_freed_memory": retained,
@@ -220,7 +210,7 @@ fn time_dtype(args: &Args, path: &PathBuf, dtype: &str, retained: bool) -> Resul
         "sparsity": args.sparsity,
         "repeats": args.repeats,
         "step_seconds": step_median,
-        "step_cpu_seconds": median(step_cpu),
+        "step_cpu_seconds": median(&step_cpu),
         "dense_forward_seconds": dense_median,
         "dense_tokens_per_second": (args.batch * args.seq_len) as f64 / dense_median,
         "policy_update_seconds": update_median,

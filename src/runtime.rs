@@ -131,11 +131,11 @@ pub fn retain_freed_memory() -> bool {
     }
 }
 
-/// Returns the memory that the C allocator holds free to the system, for
+/// Hands the free pages of the C allocator's heap back to the kernel, for
 /// example after loading a model, whose conversion buffers are not needed
-/// again. Pairs with [`retain_freed_memory`], which stops glibc from doing
-/// this by itself. Returns whether any memory was released; always `false`
-/// on targets other than Linux with glibc.
+/// again. Call it after large one-off allocations, because
+/// [`retain_freed_memory`] turns off glibc's own trimming. Returns whether
+/// any memory was released, and `false` on targets other than Linux with glibc.
 pub fn trim_freed_memory() -> bool {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {

@@ -7,8 +7,8 @@
 #
 # pgprune runs as its CLI does, with freed memory kept for reuse
 # (pgprune::runtime::retain_freed_memory). The reference runs twice: as
-# shipped, and with the same allocator settings, so that the second ratio
-# shows what the allocator setting alone does not explain.
+# shipped, and with the same allocator settings, so the second ratio
+# compares the two implementations on equal allocator terms.
 #
 #   scripts/bench/step_vs_reference.sh [THREADS] [REPEATS]
 #

@@ -154,7 +154,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn window_mask_only_where_the_window_binds() {
+    fn window_mask_only_when_binding() {
         assert!(attention_mask(6, None, Device::Cpu).unwrap().is_none());
         assert!(attention_mask(6, Some(6), Device::Cpu).unwrap().is_none());
 

@@ -88,7 +88,7 @@ mod tests {
     }
 
     #[test]
-    fn input_major_layout_keeps_shape_values_and_outputs() {
+    fn input_major_keeps_values_and_outputs() {
         let plain = sample();
         let x = ramp([3, 6], 2.0);
         let expected = plain.forward(&x).unwrap();

@@ -42,8 +42,8 @@ pub(crate) fn next_token_nll_sums(model: &Llama, normed: &Tensor, tokens: &Tenso
     Ok(nll.f_sum_dim_intlist(&[1i64][..], false, Kind::Double)?)
 }
 
-/// Negative log-likelihoods `[len, 1]` in f32 of `target` `[len, 1]` under
-/// `logits` `[len, vocab]`: `logsumexp(logits) - logits[target]`.
+/// Computes the negative log-likelihoods `[len, 1]` in f32 of `target`
+/// `[len, 1]` under `logits` `[len, vocab]`: `logsumexp(logits) - logits[target]`.
 ///
 /// Works in place on the f32 logits (which this function owns), so a chunk
 /// needs one `[len, vocab]` f32 buffer, where a log-softmax would add a second.
