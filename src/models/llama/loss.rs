@@ -14,7 +14,7 @@ use crate::error::Result;
 /// than whole-vocabulary logits, with no clear winner inside that range.
 const VOCAB_TILE: i64 = 4096;
 
-/// Positions per tile; more are split so that a tile stays near
+/// Positions per tile. Longer inputs are split so that a tile stays near
 /// `POSITION_TILE x VOCAB_TILE` f32 values (32 MiB).
 const POSITION_TILE: i64 = 2048;
 
@@ -51,7 +51,7 @@ pub(crate) fn next_token_nll_sums(model: &Llama, normed: &Tensor, tokens: &Tenso
 ///
 /// The log-sum-exp is kept as a running maximum `m` and a sum `s` of
 /// `exp(logit - m)`; a tile with a larger maximum rescales `s` by
-/// `exp(m_old - m_new)`. The target logit is read from the tile that holds it,
+/// `exp(m_old - m_new)`. The target logit is read from the tile that contains it,
 /// so it carries the same rounding as the log-sum-exp.
 fn positions_nll(lm_head: &Tensor, inputs: &Tensor, target: &Tensor) -> Result<Tensor> {
     let (vocab, _hidden) = lm_head.size2()?;
