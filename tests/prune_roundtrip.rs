@@ -21,14 +21,22 @@ use tch::{Device, Kind, Tensor};
 /// removes.
 const SPARSITY: f64 = 0.3;
 
-/// Relative tolerance on perplexity. The compact model computes the same
-/// sums as the masked one without the zeroed terms, so only the summation
-/// order of f32 matmuls differs (unit roundoff 6e-8). ppl = exp(mean NLL)
-/// turns the absolute NLL error into a relative one, and the mean over
-/// windows averages the per-token errors. Measured differences are 2e-8 to
-/// 4e-8 on the fixture and on SmolLM2 (x86_64 CPU, libtorch 2.13), so 1e-6
-/// leaves a margin of about 25 while still catching any wrongly sliced unit.
+/// Relative tolerance on perplexity for the fixture model. The compact model
+/// computes the same sums as the masked one without the zeroed terms, so only
+/// the summation order of f32 matmuls differs (unit roundoff 6e-8). ppl =
+/// exp(mean NLL) turns the absolute NLL error into a relative one, and the
+/// mean over windows averages the per-token errors. Measured differences are
+/// 1e-8 to 4e-8 (x86_64 CPU, libtorch 2.13), so 1e-6 leaves a margin of
+/// about 25 while still catching any wrongly sliced unit.
 const PPL_RELATIVE_TOLERANCE: f64 = 1e-6;
+
+/// Relative tolerance on perplexity for SmolLM2. Some of its hidden
+/// dimensions reach about 3e3, so the same summation-order differences grow
+/// to about 1e-5 of the final hidden state. The measured difference was 4e-8
+/// with libtorch's fused attention kernel and 7e-6 with explicit attention
+/// matmuls (x86_64 CPU, libtorch 2.13). The SmolLM2 test checks that one
+/// MLP channel more or less moves the perplexity by more than this.
+const SMOLLM2_PPL_RELATIVE_TOLERANCE: f64 = 1e-4;
 
 /// Which hard cases a test mask adds to the random one.
 #[derive(Clone, Copy, Debug)]
@@ -80,13 +88,13 @@ fn dense_perplexity(model: &Llama, windows: &Tensor) -> Perplexity {
     perplexity(windows, windows.size()[0] as usize, |ids| model.forward(ids, None)).expect("dense perplexity")
 }
 
-fn assert_ppl_close(label: &str, reloaded: &Perplexity, masked: &Perplexity) {
+fn assert_ppl_close(label: &str, reloaded: &Perplexity, masked: &Perplexity, tolerance: f64) {
     assert_eq!(reloaded.tokens, masked.tokens, "{label}: predicted tokens differ");
     assert!(masked.ppl.is_finite(), "{label}: masked perplexity {} is not finite", masked.ppl);
     let relative = (reloaded.ppl - masked.ppl).abs() / masked.ppl;
     eprintln!("{label}: masked ppl {} reloaded ppl {} relative difference {relative:e}", masked.ppl, reloaded.ppl);
     assert!(
-        relative < PPL_RELATIVE_TOLERANCE,
+        relative < tolerance,
         "{label}: reloaded ppl {} vs masked ppl {} (relative difference {relative:e})",
         reloaded.ppl,
         masked.ppl
@@ -134,7 +142,7 @@ fn fixture_roundtrip_keeps_perplexity() {
         let dir = temp.path().join(format!("pruned-{i}"));
         let reloaded = save_and_reload(&oracle, &mask, &loaded.tokenizer, &dir);
         let ppl = dense_perplexity(&reloaded, &windows.ids);
-        assert_ppl_close(label, &ppl, &masked);
+        assert_ppl_close(label, &ppl, &masked, PPL_RELATIVE_TOLERANCE);
     }
 }
 
@@ -180,5 +188,25 @@ fn smollm2_roundtrip_keeps_perplexity() {
     assert!(reloaded.layers[0].self_attn.is_none(), "layer 0 should have no attention left");
     assert!(reloaded.layers[1].mlp.is_none(), "layer 1 should have no MLP left");
     let ppl = dense_perplexity(&reloaded, &windows.ids);
-    assert_ppl_close("SmolLM2", &ppl, &masked);
+    assert_ppl_close("SmolLM2", &ppl, &masked, SMOLLM2_PPL_RELATIVE_TOLERANCE);
+
+    // The tolerance must stay below the effect of a single unit.
+    let flipped = flip_one_channel(&oracle, &mask, 10);
+    let moved = masked_perplexity(&oracle, &windows.ids, &flipped);
+    let relative = (moved.ppl - masked.ppl).abs() / masked.ppl;
+    assert!(
+        relative > SMOLLM2_PPL_RELATIVE_TOLERANCE,
+        "one channel moved SmolLM2's perplexity by only {relative:e}"
+    );
+}
+
+/// Returns `mask` with the first MLP channel of `layer` toggled.
+fn flip_one_channel(oracle: &LlamaOracle, mask: &Tensor, layer: usize) -> Tensor {
+    let group = oracle
+        .unit_space()
+        .group(UnitKind::Channel, layer)
+        .expect("the mask covers channels");
+    let mut values = Vec::<f32>::try_from(mask).expect("f32 mask");
+    values[group.offset] = 1.0 - values[group.offset];
+    Tensor::from_slice(&values)
 }

@@ -1,7 +1,8 @@
 //! Grouped-query self-attention with a causal (optionally sliding-window) mask.
 
-use tch::{Device, Kind, Tensor};
+use tch::Tensor;
 
+use super::attend::{attend, AttentionMask};
 use super::linear::{rms_norm, Linear};
 use super::rope::RopeTables;
 use crate::error::{Error, Result};
@@ -17,25 +18,6 @@ pub struct Attention {
     pub num_heads: i64,
     pub num_key_value_heads: i64,
     pub head_dim: i64,
-}
-
-/// Boolean `[seq, seq]` mask, true where query `q` may attend to key `k`:
-/// `k <= q`, and with a window `w` also `q - k < w`, so a token sees at most
-/// `w` positions including itself (Hugging Face Mistral semantics).
-///
-/// Returns `None` when the window does not bind within `seq` tokens. The
-/// plain causal mask then goes to the attention kernel as a flag, which lets
-/// it skip key blocks above the diagonal instead of computing and masking them.
-pub fn attention_mask(seq: i64, sliding_window: Option<i64>, device: Device) -> Result<Option<Tensor>> {
-    let window = match sliding_window {
-        Some(w) if w < seq => w,
-        _ => return Ok(None),
-    };
-    let positions = Tensor::f_arange(seq, (Kind::Int64, device))?;
-    let query = positions.f_unsqueeze(1)?; // [seq, 1]
-    let key = positions.f_unsqueeze(0)?; // [1, seq]
-    let distance = query.f_sub(&key)?; // [seq, seq]
-    Ok(Some(distance.f_ge(0)?.f_logical_and(&distance.f_lt(window)?)?))
 }
 
 impl Attention {
@@ -58,7 +40,7 @@ impl Attention {
         hidden: &Tensor,
         eps: f64,
         rope: &RopeTables,
-        mask: Option<&Tensor>,
+        mask: &AttentionMask,
         head_mask: Option<&Tensor>,
         o_proj_input: Option<&mut Option<Tensor>>,
     ) -> Result<Tensor> {
@@ -88,7 +70,7 @@ impl Attention {
     ///
     /// Equals [`Attention::forward`] with a head mask of ones at `kept` and
     /// zeros elsewhere. The copies live only for this call.
-    pub fn forward_kept(&self, hidden: &Tensor, eps: f64, rope: &RopeTables, mask: Option<&Tensor>, kept: &[i64]) -> Result<Tensor> {
+    pub fn forward_kept(&self, hidden: &Tensor, eps: f64, rope: &RopeTables, mask: &AttentionMask, kept: &[i64]) -> Result<Tensor> {
         let (rows, seq, hidden_size) = hidden.size3()?;
         let (heads, kv_heads, head_dim) = (self.num_heads, self.num_key_value_heads, self.head_dim);
         let group_size = heads / kv_heads;
@@ -128,10 +110,7 @@ impl Attention {
     /// Projects normalised `x` `[rows, seq, hidden]` by `[q, k, v]` into
     /// `kv_heads` KV groups and attends: `[rows, kv_heads * group_size, seq, head_dim]`.
     ///
-    /// `mask` is a sliding-window mask, or `None` for plain causal attention.
-    /// The kernel shares each KV group among its query heads (`enable_gqa`),
-    /// so keys and values are not copied per query head.
-    fn attend(&self, x: &Tensor, [q_proj, k_proj, v_proj]: [&Linear; 3], kv_heads: i64, rope: &RopeTables, mask: Option<&Tensor>) -> Result<Tensor> {
+    fn attend(&self, x: &Tensor, [q_proj, k_proj, v_proj]: [&Linear; 3], kv_heads: i64, rope: &RopeTables, mask: &AttentionMask) -> Result<Tensor> {
         let (rows, seq, _hidden) = x.size3()?;
         let head_dim = self.head_dim;
         let group_size = self.num_heads / self.num_key_value_heads;
@@ -143,23 +122,6 @@ impl Attention {
         let q = rope.apply(&q)?; // [rows, heads, seq, head_dim]
         let k = rope.apply(&k)?; // [rows, kv_heads, seq, head_dim]
 
-        let scale = 1.0 / (head_dim as f64).sqrt();
-        let is_causal = mask.is_none();
-        Ok(Tensor::f_scaled_dot_product_attention(&q, &k, &v, mask, 0.0, is_causal, scale, true)?)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn window_mask_only_when_binding() {
-        assert!(attention_mask(6, None, Device::Cpu).unwrap().is_none());
-        assert!(attention_mask(6, Some(6), Device::Cpu).unwrap().is_none());
-
-        let mask = attention_mask(6, Some(2), Device::Cpu).unwrap().unwrap();
-        let row = Vec::<i64>::try_from(mask.get(3).to_kind(Kind::Int64)).unwrap();
-        assert_eq!(row, vec![0, 0, 1, 1, 0, 0]);
+        attend(&q, &k, &v, mask)
     }
 }

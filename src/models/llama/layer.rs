@@ -2,6 +2,7 @@
 
 use tch::Tensor;
 
+use super::attend::AttentionMask;
 use super::attention::Attention;
 use super::kept::KeptUnits;
 use super::mlp::Mlp;
@@ -69,7 +70,7 @@ impl DecoderLayer {
         hidden: &Tensor,
         eps: f64,
         rope: &RopeTables,
-        attention_mask: Option<&Tensor>,
+        attention_mask: &AttentionMask,
         masks: &LayerMasks,
         mut taps: Option<&mut LayerTaps>,
     ) -> Result<Tensor> {
@@ -105,7 +106,7 @@ impl DecoderLayer {
         hidden: &Tensor,
         eps: f64,
         rope: &RopeTables,
-        attention_mask: Option<&Tensor>,
+        attention_mask: &AttentionMask,
         kept: &KeptUnits,
         slice_below: f64,
     ) -> Result<Tensor> {

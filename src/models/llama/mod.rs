@@ -1,6 +1,7 @@
 //! The LLaMA family (LLaMA 1/2/3/3.1, Vicuna, Mistral): configuration,
 //! masked batched forward, the loss oracle, compaction and saving.
 
+pub mod attend;
 pub mod attention;
 pub mod compact;
 pub mod config;

@@ -5,7 +5,8 @@ use std::path::Path;
 
 use tch::{Device, Kind, Tensor};
 
-use super::attention::{attention_mask, Attention};
+use super::attend::AttentionMask;
+use super::attention::Attention;
 use super::config::LlamaConfig;
 use super::kept::KeptUnits;
 use super::layer::{DecoderLayer, LayerMasks, LayerTaps};
@@ -185,11 +186,11 @@ impl Llama {
         Ok(Tensor::f_embedding(&self.embed_tokens, &tokens, -1, false, false)?)
     }
 
-    /// Builds the RoPE tables and the attention mask (`None` when plain
-    /// causal) for sequences of `seq` tokens, shared by every layer of one forward.
-    fn position_tables(&self, seq: i64) -> Result<(RopeTables, Option<Tensor>)> {
+    /// Builds the RoPE tables and the attention mask for sequences of `seq`
+    /// tokens, shared by every layer of one forward.
+    fn position_tables(&self, seq: i64) -> Result<(RopeTables, AttentionMask)> {
         let rope = RopeTables::new(&self.config, seq, self.kind, self.device)?;
-        let mask = attention_mask(seq, self.config.sliding_window, self.device)?;
+        let mask = AttentionMask::new(seq, self.config.sliding_window, self.config.group_size(), self.kind, self.device)?;
         Ok((rope, mask))
     }
 
@@ -223,7 +224,7 @@ impl Llama {
         })?;
         let _guard = tch::no_grad_guard();
         let (rope, mask) = self.position_tables(seq)?;
-        decoder.forward(hidden, self.config.rms_norm_eps, &rope, mask.as_ref(), masks, taps)
+        decoder.forward(hidden, self.config.rms_norm_eps, &rope, &mask, masks, taps)
     }
 
     /// Runs every layer with `masks[l]` for layer `l` (all kept when `None`)
@@ -239,7 +240,7 @@ impl Llama {
         let mut hidden = hidden.shallow_clone();
         for (l, decoder) in self.layers.iter().enumerate() {
             let layer_masks = masks.map_or(&keep_all, |m| &m[l]);
-            hidden = decoder.forward(&hidden, self.config.rms_norm_eps, &rope, mask.as_ref(), layer_masks, None)?;
+            hidden = decoder.forward(&hidden, self.config.rms_norm_eps, &rope, &mask, layer_masks, None)?;
         }
         rms_norm(&hidden, &self.norm, self.config.rms_norm_eps)
     }
@@ -257,7 +258,7 @@ impl Llama {
         let eps = self.config.rms_norm_eps;
         let mut hidden = hidden.shallow_clone();
         for (decoder, layer_kept) in self.layers.iter().zip(kept) {
-            hidden = decoder.forward_kept(&hidden, eps, &rope, mask.as_ref(), layer_kept, slice_below)?;
+            hidden = decoder.forward_kept(&hidden, eps, &rope, &mask, layer_kept, slice_below)?;
         }
         rms_norm(&hidden, &self.norm, eps)
     }
