@@ -9,21 +9,39 @@ use crate::error::Result;
 /// Longest sequence for which CPU attention runs as explicit matmuls (see
 /// [`attend`]) in `kind`; longer sequences go to libtorch's fused kernel.
 ///
-/// Timed with libtorch 2.13 on a 2-core AMD EPYC (Zen 4) for 3, 6 and 9
-/// query heads of 64 dimensions over 1 to 3 KV groups, 1,024 to 2,048 tokens
-/// per call. The explicit form took, relative to the fused kernel:
-/// - bf16: 0.57-0.58x at 128 tokens, 0.60-0.72x at 256, 0.74-0.79x at 512,
-///   1.1-3.4x at 1,024;
-/// - f32: 0.71-0.90x at 128 tokens, 1.0-2.4x at 256.
-///
+/// `cargo bench --bench kernels` times both for 3, 6 and 9 query heads of 64
+/// dimensions over 1 to 3 KV groups, 1,024 query positions per call. With
+/// libtorch 2.13 on a 2-core AMD EPYC (Zen 4), the explicit form took
+/// 0.55-0.6x the fused kernel's time in bf16 at 128 tokens and stayed
+/// below 1x up to 512, while in f32 it was faster only at 128 tokens.
 /// The fused kernel skips key blocks above the diagonal, while the explicit
 /// form computes all `seq x seq` scores, so it falls behind as sequences grow.
-/// NOTE: other CPUs were not timed. The bf16 gap comes from the fused kernel's
-/// bf16 matmuls, which ran slower than its f32 ones on this CPU.
+/// NOTE: other CPUs were not timed.
 pub fn explicit_attention_max_seq(kind: Kind) -> i64 {
     match kind {
         Kind::BFloat16 => 512,
         _ => 128,
+    }
+}
+
+/// How attention scores are computed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttentionKernel {
+    /// libtorch's fused scaled-dot-product kernel.
+    Fused,
+    /// Explicit matmuls and a softmax, as Hugging Face's "eager" attention.
+    Explicit,
+}
+
+impl AttentionKernel {
+    /// Returns the kernel the model uses for `seq` tokens in `kind` on `device`:
+    /// explicit on the CPU up to [`explicit_attention_max_seq`], fused otherwise.
+    pub fn choose(seq: i64, kind: Kind, device: Device) -> Self {
+        if device == Device::Cpu && seq <= explicit_attention_max_seq(kind) {
+            AttentionKernel::Explicit
+        } else {
+            AttentionKernel::Fused
+        }
     }
 }
 
@@ -40,10 +58,25 @@ pub struct AttentionMask {
 }
 
 impl AttentionMask {
-    /// Builds the mask for `seq` tokens, with `group_size` query heads per KV group.
+    /// Builds the mask for `seq` tokens, with `group_size` query heads per KV
+    /// group, for the kernel that [`AttentionKernel::choose`] picks.
     pub fn new(seq: i64, sliding_window: Option<i64>, group_size: i64, kind: Kind, device: Device) -> Result<Self> {
+        let kernel = AttentionKernel::choose(seq, kind, device);
+        Self::for_kernel(kernel, seq, sliding_window, group_size, kind, device)
+    }
+
+    /// Builds the mask for `seq` tokens, with `group_size` query heads per KV
+    /// group, so that [`attend`] runs `kernel`.
+    pub fn for_kernel(
+        kernel: AttentionKernel,
+        seq: i64,
+        sliding_window: Option<i64>,
+        group_size: i64,
+        kind: Kind,
+        device: Device,
+    ) -> Result<Self> {
         let allowed = attention_mask(seq, sliding_window, device)?;
-        let bias = if device == Device::Cpu && seq <= explicit_attention_max_seq(kind) {
+        let bias = if kernel == AttentionKernel::Explicit {
             let causal = Tensor::f_ones([seq, seq], (Kind::Bool, device))?.f_tril(0)?;
             let keep = allowed.as_ref().unwrap_or(&causal);
             let zeros = Tensor::f_zeros([seq, seq], (kind, device))?;
@@ -132,12 +165,8 @@ mod tests {
         let q = wave([2, 6, seq, 8], 0.31);
         let k = wave([2, 2, seq, 8], 0.17);
         let v = wave([2, 2, seq, 8], 0.23);
-        let explicit = AttentionMask::new(seq, window, 3, Kind::Float, Device::Cpu).unwrap();
-        assert!(explicit.bias.is_some());
-        let fused = AttentionMask {
-            allowed: attention_mask(seq, window, Device::Cpu).unwrap(),
-            bias: None,
-        };
+        let explicit = AttentionMask::for_kernel(AttentionKernel::Explicit, seq, window, 3, Kind::Float, Device::Cpu).unwrap();
+        let fused = AttentionMask::for_kernel(AttentionKernel::Fused, seq, window, 3, Kind::Float, Device::Cpu).unwrap();
         let a = attend(&q, &k, &v, &explicit).unwrap();
         let b = attend(&q, &k, &v, &fused).unwrap();
         f64::try_from((a - b).abs().max()).unwrap()
@@ -156,9 +185,13 @@ mod tests {
     }
 
     #[test]
-    fn long_sequences_use_fused_kernel() {
-        let seq = explicit_attention_max_seq(Kind::Float) + 1;
-        let mask = AttentionMask::new(seq, None, 3, Kind::Float, Device::Cpu).unwrap();
+    fn kernel_choice_by_length() {
+        let longest = explicit_attention_max_seq(Kind::Float);
+        assert_eq!(AttentionKernel::choose(longest, Kind::Float, Device::Cpu), AttentionKernel::Explicit);
+        assert_eq!(AttentionKernel::choose(longest + 1, Kind::Float, Device::Cpu), AttentionKernel::Fused);
+        assert_eq!(AttentionKernel::choose(8, Kind::Float, Device::Cuda(0)), AttentionKernel::Fused);
+
+        let mask = AttentionMask::new(longest + 1, None, 3, Kind::Float, Device::Cpu).unwrap();
         assert!(mask.bias.is_none());
     }
 }

@@ -3,28 +3,26 @@
 
 use tch::{Kind, Tensor};
 
-use super::model::Llama;
 use crate::error::Result;
 
 /// LM head rows per matmul. A tile of 1,016 positions by 4,096 rows is 16
 /// MiB in f32, so it stays in a 32 MiB L3 cache between the matmul that writes
-/// it and the reductions that read it.
-/// Timed with libtorch 2.13 on a 2-core AMD EPYC, on SmolLM2's 49,152 x 576
-/// head and 1,016 positions: tiles of 2,048 to 8,192 rows ran 10-18% faster
-/// than whole-vocabulary logits, with no clear winner inside that range.
+/// it and the reductions that read it. `cargo bench --bench kernels` times
+/// this loss against whole-vocabulary logits.
 const VOCAB_TILE: i64 = 4096;
 
 /// Positions per tile. Longer inputs are split so that a tile stays near
 /// `POSITION_TILE x VOCAB_TILE` f32 values (32 MiB).
 const POSITION_TILE: i64 = 2048;
 
-/// Sums of next-token negative log-likelihoods per row, in nats, as f64
-/// `[rows]`: position `t` of `normed` `[rows, seq, hidden]` (final-normed
-/// hidden states) predicts token `t + 1` of `tokens` `[rows, seq]`.
+/// Returns the sums of next-token negative log-likelihoods per row, in nats,
+/// as f64 `[rows]`: position `t` of `normed` `[rows, seq, hidden]` (final-normed
+/// hidden states) predicts token `t + 1` of `tokens` `[rows, seq]` through
+/// `lm_head` `[vocab, hidden]`.
 ///
-/// Logits come out of the matmul in the model dtype and are upcast to f32
-/// per tile. The sums accumulate in f64.
-pub(crate) fn next_token_nll_sums(model: &Llama, normed: &Tensor, tokens: &Tensor) -> Result<Tensor> {
+/// Logits come out of the matmul in the dtype of `normed` and `lm_head` and are
+/// upcast to f32 per tile. The sums accumulate in f64.
+pub fn next_token_nll_sums(lm_head: &Tensor, normed: &Tensor, tokens: &Tensor) -> Result<Tensor> {
     let (rows, seq, hidden) = normed.size3()?;
     let positions = rows * (seq - 1);
     let inputs = normed.f_narrow(1, 0, seq - 1)?.f_reshape([positions, hidden])?; // [positions, hidden]
@@ -37,7 +35,7 @@ pub(crate) fn next_token_nll_sums(model: &Llama, normed: &Tensor, tokens: &Tenso
     let mut start = 0;
     while start < positions {
         let len = POSITION_TILE.min(positions - start);
-        let part = positions_nll(&model.lm_head, &inputs.f_narrow(0, start, len)?, &targets.f_narrow(0, start, len)?)?;
+        let part = positions_nll(lm_head, &inputs.f_narrow(0, start, len)?, &targets.f_narrow(0, start, len)?)?;
         parts.push(part); // [len, 1]
         start += len;
     }

@@ -8,7 +8,7 @@ pub mod config;
 pub mod kept;
 pub mod layer;
 pub mod linear;
-mod loss;
+pub mod loss;
 pub mod masks;
 pub mod mlp;
 pub mod model;

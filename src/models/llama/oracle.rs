@@ -120,7 +120,7 @@ impl LlamaOracle {
         let (normed, batch_size) = self.masked_hidden(batch, masks)?;
         let (_rows, seq, _hidden) = normed.size3()?;
         let targets = batch.f_to_device(self.model.device())?.f_repeat([k, 1])?; // [K * batch, seq]
-        let per_row = next_token_nll_sums(&self.model, &normed, &targets)?; // [K * batch]
+        let per_row = next_token_nll_sums(&self.model.lm_head, &normed, &targets)?; // [K * batch]
         let per_mask = per_row
             .f_view([k, batch_size])?
             .f_sum_dim_intlist(&[1i64][..], false, Kind::Double)?
@@ -138,7 +138,7 @@ impl LlamaOracle {
         let mut losses = Vec::with_capacity(kept.len());
         for mask_kept in kept {
             let normed = self.model.final_hidden_kept(&hidden, mask_kept, slice_below)?;
-            let total = next_token_nll_sums(&self.model, &normed, &tokens)?.f_sum(Kind::Double)?;
+            let total = next_token_nll_sums(&self.model.lm_head, &normed, &tokens)?.f_sum(Kind::Double)?;
             losses.push(total.double_value(&[]) / (batch_size * (seq - 1)) as f64);
         }
         Ok(losses)
