@@ -3,7 +3,8 @@
 //! - the two attention kernels of `pgprune::models::llama::attend`,
 //!   libtorch's fused kernel and explicit matmuls;
 //! - the loss `pgprune::models::llama::loss::next_token_nll_sums`, which
-//!   tiles the LM head rows, against whole-vocabulary logits.
+//!   tiles the LM head rows, against whole-vocabulary logits;
+//! - one matmul of SmolLM2's `gate_proj` shape, as a reference rate.
 //!
 //! Each attention call attends 1,024 query positions (batch = 1,024 / seq, at least
 //! 1) with 64-dimensional heads, for 9, 6 and 3 query heads over 3, 2 and 1
@@ -28,9 +29,9 @@ use pgprune::models::llama::loss::next_token_nll_sums;
 use tch::{Device, Kind, Tensor};
 
 #[derive(Parser, Debug)]
-#[command(about = "Time fused and explicit attention on the CPU")]
+#[command(about = "Time attention, loss and matmul kernels on the CPU")]
 struct Args {
-    /// Intra-op threads for libtorch; defaults to the number of CPUs.
+    /// Intra-op threads for libtorch. Defaults to the number of CPUs.
     #[arg(long)]
     threads: Option<i32>,
     /// Timed calls per case; the median is reported.
@@ -65,7 +66,7 @@ fn time_median(repeats: usize, mut f: impl FnMut() -> Result<Tensor>) -> Result<
     Ok(median(&seconds))
 }
 
-/// Whole-vocabulary next-token NLL sums per row, for comparison with the
+/// Computes whole-vocabulary next-token NLL sums per row, for comparison with the
 /// library's tiled loss: logits of at most 2^25 values at a time.
 fn whole_vocabulary_nll_sums(lm_head: &Tensor, normed: &Tensor, tokens: &Tensor) -> Result<Tensor> {
     let (rows, seq, hidden) = normed.size3()?;
@@ -106,6 +107,22 @@ fn time_losses(repeats: usize) -> Result<()> {
     Ok(())
 }
 
+/// Times `x W^T` for `x` `[1024, 576]` and `W` `[1536, 576]` and prints GFLOP/s.
+fn time_matmul(repeats: usize) -> Result<()> {
+    const ROWS: i64 = 1024;
+    const INPUTS: i64 = 576;
+    const OUTPUTS: i64 = 1536;
+    println!("\nmatmul {ROWS} x {INPUTS} by {INPUTS} x {OUTPUTS}");
+    for (kind, name) in [(Kind::Float, "f32"), (Kind::BFloat16, "bf16")] {
+        let x = Tensor::f_randn([ROWS, INPUTS], (kind, Device::Cpu))?;
+        let weight = Tensor::f_randn([OUTPUTS, INPUTS], (kind, Device::Cpu))?;
+        let seconds = time_median(repeats, || Ok(x.f_linear::<Tensor>(&weight, None)?))?;
+        let flops = 2.0 * (ROWS * INPUTS * OUTPUTS) as f64;
+        println!("{name:<5} {:>8.3} ms {:>8.1} GFLOP/s", seconds * 1e3, flops / seconds / 1e9);
+    }
+    Ok(())
+}
+
 fn main() -> Result<()> {
     let args = Args::parse();
     anyhow::ensure!(args.repeats > 0, "--repeats must be at least 1");
@@ -137,5 +154,6 @@ fn main() -> Result<()> {
             }
         }
     }
-    time_losses(args.repeats)
+    time_losses(args.repeats)?;
+    time_matmul(args.repeats)
 }

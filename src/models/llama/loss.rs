@@ -3,7 +3,7 @@
 
 use tch::{Kind, Tensor};
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 /// LM head rows per matmul. A tile of 1,016 positions by 4,096 rows is 16
 /// MiB in f32, so it stays in a 32 MiB L3 cache between the matmul that writes
@@ -24,6 +24,15 @@ const POSITION_TILE: i64 = 2048;
 /// upcast to f32 per tile. The sums accumulate in f64.
 pub fn next_token_nll_sums(lm_head: &Tensor, normed: &Tensor, tokens: &Tensor) -> Result<Tensor> {
     let (rows, seq, hidden) = normed.size3()?;
+    let (vocab, _hidden) = lm_head.size2()?;
+    if seq < 2 {
+        return Err(Error::invalid("sequence length", seq, "need at least 2 tokens to predict a next token"));
+    }
+    let (min, max) = (tokens.f_min()?.int64_value(&[]), tokens.f_max()?.int64_value(&[]));
+    if min < 0 || max >= vocab {
+        let bad = if min < 0 { min } else { max };
+        return Err(Error::invalid("token id", bad, format!("must be in [0, {vocab}) for this LM head")));
+    }
     let positions = rows * (seq - 1);
     let inputs = normed.f_narrow(1, 0, seq - 1)?.f_reshape([positions, hidden])?; // [positions, hidden]
     let targets = tokens
@@ -43,7 +52,7 @@ pub fn next_token_nll_sums(lm_head: &Tensor, normed: &Tensor, tokens: &Tensor) -
     Ok(nll.f_sum_dim_intlist(&[1i64][..], false, Kind::Double)?)
 }
 
-/// Negative log-likelihoods `[len, 1]` in f32 of `target` `[len, 1]` under
+/// Computes the negative log-likelihoods `[len, 1]` in f32 of `target` `[len, 1]` under
 /// the logits `inputs W^T` of `lm_head` `W` `[vocab, hidden]`, computed as
 /// `logsumexp(logits) - logits[target]` over tiles of [`VOCAB_TILE`] rows.
 ///
@@ -110,5 +119,14 @@ mod tests {
             .gather(1, &target, false);
         let gap = f64::try_from((nll.to_kind(Kind::Double) - expected).abs().max()).unwrap();
         assert!(gap < 1e-4, "tiled NLL differs from log-softmax by {gap}");
+    }
+
+    #[test]
+    fn out_of_vocabulary_target_rejected() {
+        let lm_head = wave([10, 4], 0.3, 1.0).to_kind(Kind::Float);
+        let normed = wave([3, 4], 0.7, 1.0).to_kind(Kind::Float).reshape([1, 3, 4]);
+        let tokens = Tensor::from_slice(&[1i64, 2, 10]).reshape([1, 3]);
+        let err = next_token_nll_sums(&lm_head, &normed, &tokens).unwrap_err();
+        assert!(err.to_string().contains("10"), "error should name the token id: {err}");
     }
 }
