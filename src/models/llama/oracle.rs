@@ -131,30 +131,16 @@ impl LlamaOracle {
 
     /// Mean losses of K binary masks from one forward per mask, each block
     /// sliced to its kept units when its kept fraction is below `slice_below`.
-    ///
-    /// The K final hidden states share one loss call, so each LM head tile
-    /// multiplies `K * batch` rows at once. Larger matmuls ran slightly faster
-    /// in f32 on the 2-core test CPU, and bf16 did not change.
     fn sliced_losses(&self, batch: &Tensor, kept: &[Vec<KeptUnits>], slice_below: f64) -> Result<Vec<f64>> {
         let (batch_size, seq) = batch.size2()?;
-        if kept.is_empty() {
-            return Ok(Vec::new());
-        }
         let tokens = batch.f_to_device(self.model.device())?;
         let hidden = self.model.embed(&tokens)?; // [batch, seq, hidden]
-        let mut normed = Vec::with_capacity(kept.len());
+        let mut losses = Vec::with_capacity(kept.len());
         for mask_kept in kept {
-            normed.push(self.model.final_hidden_kept(&hidden, mask_kept, slice_below)?);
+            let normed = self.model.final_hidden_kept(&hidden, mask_kept, slice_below)?;
+            let total = next_token_nll_sums(&self.model.lm_head, &normed, &tokens)?.f_sum(Kind::Double)?;
+            losses.push(total.double_value(&[]) / (batch_size * (seq - 1)) as f64);
         }
-        let k = kept.len() as i64;
-        let normed = Tensor::f_cat(&normed, 0)?; // [K * batch, seq, hidden]
-        let targets = tokens.f_repeat([k, 1])?; // [K * batch, seq]
-        let per_row = next_token_nll_sums(&self.model.lm_head, &normed, &targets)?; // [K * batch]
-        let per_mask = per_row
-            .f_view([k, batch_size])?
-            .f_sum_dim_intlist(&[1i64][..], false, Kind::Double)?
-            .f_div_scalar((batch_size * (seq - 1)) as f64)?
-            .f_to_device(tch::Device::Cpu)?;
-        Ok(Vec::<f64>::try_from(&per_mask)?)
+        Ok(losses)
     }
 }
