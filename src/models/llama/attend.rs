@@ -13,7 +13,7 @@ use crate::error::Result;
 /// dimensions over 1 to 3 KV groups, 1,024 query positions per call. With
 /// libtorch 2.13 on a 2-core AMD EPYC (Zen 4), the explicit form took about
 /// half the fused kernel's time in bf16 at 128 tokens and 0.65-0.76x at 512.
-/// In f32 it took 0.75-0.9x at 128 tokens and 0.93-1.04x at 256.
+/// In f32 it took 0.75-0.78x at 128 tokens and 0.93-1.04x at 256.
 /// The fused kernel skips key blocks above the diagonal, while the explicit
 /// form computes all `seq x seq` scores, so it falls behind as sequences grow.
 /// NOTE: other CPUs were not timed.

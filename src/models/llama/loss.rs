@@ -11,9 +11,9 @@ use crate::error::{Error, Result};
 /// this loss against whole-vocabulary logits.
 const VOCAB_TILE: i64 = 4096;
 
-/// Positions per tile. Longer inputs are split so that a tile stays near
-/// `POSITION_TILE x VOCAB_TILE` f32 values (32 MiB).
-const POSITION_TILE: i64 = 2048;
+/// Positions per tile. Longer inputs are split so that a tile stays within
+/// `POSITION_TILE x VOCAB_TILE` f32 values (16 MiB), below the L3 size above.
+const POSITION_TILE: i64 = 1024;
 
 /// Returns the sums of next-token negative log-likelihoods per row, in nats,
 /// as f64 `[rows]`: position `t` of `normed` `[rows, seq, hidden]` (final-normed
@@ -119,6 +119,29 @@ mod tests {
             .gather(1, &target, false);
         let gap = f64::try_from((nll.to_kind(Kind::Double) - expected).abs().max()).unwrap();
         assert!(gap < 1e-4, "tiled NLL differs from log-softmax by {gap}");
+    }
+
+    #[test]
+    fn row_sums_span_position_tiles() {
+        // 3 rows of 400 positions give 1,197 predictions, more than one tile.
+        let (rows, seq, vocab) = (3, 400, 50);
+        let lm_head = wave([vocab, 8], 0.37, 2.0).to_kind(Kind::Float);
+        let normed = wave([rows * seq, 8], 0.11, 1.5).to_kind(Kind::Float).reshape([rows, seq, 8]);
+        let tokens = (Tensor::arange(rows * seq, (Kind::Int64, Device::Cpu)) * 7).remainder(vocab).reshape([rows, seq]);
+        assert!(rows * (seq - 1) > POSITION_TILE);
+
+        let sums = next_token_nll_sums(&lm_head, &normed, &tokens).unwrap();
+        let log_probs = normed
+            .narrow(1, 0, seq - 1)
+            .to_kind(Kind::Double)
+            .linear::<Tensor>(&lm_head.to_kind(Kind::Double), None)
+            .log_softmax(-1, Kind::Double);
+        let expected = -log_probs
+            .gather(2, &tokens.narrow(1, 1, seq - 1).unsqueeze(-1), false)
+            .squeeze_dim(-1)
+            .sum_dim_intlist(&[1i64][..], false, Kind::Double);
+        let gap = f64::try_from((sums - expected).abs().max()).unwrap();
+        assert!(gap < 1e-3, "row sums differ from log-softmax by {gap}");
     }
 
     #[test]
