@@ -6,9 +6,9 @@
 //!   tiles the LM head rows, against whole-vocabulary logits;
 //! - one matmul of SmolLM2's `gate_proj` shape, as a reference rate.
 //!
-//! Each attention call attends 1,024 query positions (batch = 1,024 / seq, at least
-//! 1) with 64-dimensional heads, for 9, 6 and 3 query heads over 3, 2 and 1
-//! KV groups (SmolLM2's shape with all, two thirds and one third of its
+//! Each attention call attends 1,024 query positions (batch = 1,024 / seq,
+//! at least one) with 64-dimensional heads, for 9, 6 and 3 query heads over
+//! 3, 2 and 1 KV groups (SmolLM2's shape with all, two thirds and one third of its
 //! groups kept). Prints one line per case with the medians and the ratio
 //! explicit / fused; below 1.0 the explicit form is faster.
 //!
