@@ -48,6 +48,27 @@ impl Linear {
         })
     }
 
+    /// Appends `extra` output rows of zeros, with zero bias entries.
+    pub fn pad_outputs(self, extra: i64) -> Result<Linear> {
+        Ok(Linear {
+            weight: self.weight.f_constant_pad_nd([0, 0, 0, extra])?,
+            bias: match self.bias {
+                Some(b) => Some(b.f_constant_pad_nd([0, extra])?),
+                None => None,
+            },
+        })
+    }
+
+    /// Appends `extra` input columns of zeros, keeping the input-major
+    /// storage of [`Linear::select_columns`].
+    pub fn pad_inputs(self, extra: i64) -> Result<Linear> {
+        let padded = self.weight.f_transpose(0, 1)?.f_constant_pad_nd([0, 0, 0, extra])?;
+        Ok(Linear {
+            weight: padded.f_transpose(0, 1)?,
+            bias: self.bias,
+        })
+    }
+
     /// Keeps the input columns `cols` (a 1-D int64 tensor); the bias stays.
     /// The copy is input-major (see [`Linear::into_input_major`]).
     pub fn select_columns(&self, cols: &Tensor) -> Result<Linear> {
