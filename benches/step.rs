@@ -10,7 +10,7 @@
 //! that step's time minus the time of the oracle's forward passes.
 
 use std::cell::Cell;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result};
@@ -133,7 +133,7 @@ impl ForwardOracle for TimedOracle {
 /// Learning rate of the timed pruner; its size does not change the timing.
 const LEARNING_RATE: f64 = 0.2;
 
-fn time_dtype(args: &Args, path: &PathBuf, dtype: &str, retained: bool) -> Result<serde_json::Value> {
+fn time_dtype(args: &Args, path: &Path, dtype: &str, retained: bool) -> Result<serde_json::Value> {
     let kind = match dtype {
         "f32" => Kind::Float,
         "bf16" => Kind::BFloat16,

@@ -76,25 +76,6 @@ pub fn parse_device(s: &str) -> Result<Device> {
     Ok(Device::Cuda(index))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn dtype_names_parse() {
-        assert_eq!("bf16".parse::<DType>().unwrap(), DType::Bf16);
-        assert_eq!("F32".parse::<DType>().unwrap(), DType::F32);
-        assert!("f64".parse::<DType>().is_err());
-    }
-
-    #[test]
-    fn device_names_parse() {
-        assert_eq!(parse_device("cpu").unwrap(), Device::Cpu);
-        assert!(parse_device("gpu").is_err());
-        assert!(parse_device("cuda:x").is_err());
-        assert!(parse_device("cuda:999").is_err());
-    }
-}
 
 /// Largest allocation, in bytes, that glibc serves from its heap once
 /// [`retain_freed_memory`] has run. Larger blocks are still mapped and
@@ -145,5 +126,25 @@ pub fn trim_freed_memory() -> bool {
     #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
     {
         false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dtype_names_parse() {
+        assert_eq!("bf16".parse::<DType>().unwrap(), DType::Bf16);
+        assert_eq!("F32".parse::<DType>().unwrap(), DType::F32);
+        assert!("f64".parse::<DType>().is_err());
+    }
+
+    #[test]
+    fn device_names_parse() {
+        assert_eq!(parse_device("cpu").unwrap(), Device::Cpu);
+        assert!(parse_device("gpu").is_err());
+        assert!(parse_device("cuda:x").is_err());
+        assert!(parse_device("cuda:999").is_err());
     }
 }

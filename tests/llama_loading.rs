@@ -140,7 +140,7 @@ fn unexpected_tensor_is_rejected() {
     let mut value = fixture_config("llama2_mha");
     value["num_hidden_layers"] = json!(2);
     std::fs::write(dir.path().join("config.json"), value.to_string()).unwrap();
-    let err = Llama::from_hf_dir(dir.path(), Kind::Float, Device::Cpu).err().expect("extra layer must fail");
+    let err = Llama::from_hf_dir(dir.path(), Kind::Float, Device::Cpu).expect_err("extra layer must fail");
     assert!(err.to_string().contains("model.layers.2."), "{err}");
 }
 

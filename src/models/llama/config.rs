@@ -335,7 +335,7 @@ impl LlamaConfig {
                 let factor = get("factor", s.factor)?;
                 let low_freq_factor = get("low_freq_factor", s.low_freq_factor)?;
                 let high_freq_factor = get("high_freq_factor", s.high_freq_factor)?;
-                if !(high_freq_factor > low_freq_factor) {
+                if high_freq_factor <= low_freq_factor {
                     return Err(config_error(
                         "rope_scaling.high_freq_factor",
                         high_freq_factor,

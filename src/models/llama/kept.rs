@@ -82,7 +82,7 @@ pub fn kept_units(model: &Llama, space: &UnitSpace, masks: &Tensor) -> Result<Op
         Some((0..g.len as i64).filter(|&i| cells[i as usize] == 1.0).collect())
     };
     let flag = |row: &[f32], kind: UnitKind, layer: usize| -> bool {
-        space.group(kind, layer).map_or(true, |g| g.len == 0 || row[g.offset] == 1.0)
+        space.group(kind, layer).is_none_or(|g| g.len == 0 || row[g.offset] == 1.0)
     };
     let per_mask = (0..k as usize)
         .map(|i| {

@@ -84,7 +84,7 @@ impl DecoderLayer {
             hidden = hidden.f_add(&scale_rows(out, masks.attention.as_ref())?)?;
         }
         if let Some(mlp) = &self.mlp {
-            let slot = match taps.as_deref_mut() {
+            let slot = match taps {
                 Some(t) if t.want_down_proj_input => Some(&mut t.down_proj_input),
                 _ => None,
             };

@@ -228,7 +228,7 @@ impl GgufFile {
                 )))
             }
         };
-        if n_heads.checked_mul(2).map_or(true, |pair_rows| rows % pair_rows != 0) {
+        if n_heads.checked_mul(2).is_none_or(|pair_rows| rows % pair_rows != 0) {
             return Err(self.format_error(&format!(
                 "tensor '{gguf_name}' has {rows} rows, not a multiple of 2 x {n_heads} heads, so its RoPE permutation cannot be undone"
             )));

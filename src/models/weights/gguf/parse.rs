@@ -217,7 +217,7 @@ pub fn parse_header(bytes: &[u8]) -> Result<Header, String> {
             ));
         }
         let end = t.offset.checked_add(t.n_bytes);
-        if end.map_or(true, |end| end > data_len) {
+        if end.is_none_or(|end| end > data_len) {
             return Err(format!(
                 "tensor '{}' data [{}, +{}) runs past the end of the data section ({data_len} bytes); the file is truncated",
                 t.name, t.offset, t.n_bytes
