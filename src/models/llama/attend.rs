@@ -4,10 +4,10 @@
 
 use tch::{Device, Kind, Tensor};
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 /// Longest sequence for which CPU attention runs as explicit matmuls (see
-/// [`attend`]) in `kind`; longer sequences go to libtorch's fused kernel.
+/// [`attend`]) in `kind`. Longer sequences go to libtorch's fused kernel.
 ///
 /// `cargo bench --bench kernels` times both for 3, 6 and 9 query heads of 64
 /// dimensions over 1 to 3 KV groups, 1,024 query positions per call. With
@@ -24,7 +24,7 @@ pub fn explicit_attention_max_seq(kind: Kind) -> i64 {
     }
 }
 
-/// How attention scores are computed.
+/// The kernel that computes attention scores.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AttentionKernel {
     /// libtorch's fused scaled-dot-product kernel.
@@ -48,8 +48,8 @@ impl AttentionKernel {
 /// The keys each query may attend to, built once per forward for all layers.
 #[derive(Debug)]
 pub struct AttentionMask {
-    /// Boolean `[seq, seq]`, true where query `q` may attend to key `k`;
-    /// `None` for plain causal attention (see [`attention_mask`]).
+    /// Boolean `[seq, seq]`, true where query `q` may attend to key `k`.
+    /// `None` means plain causal attention (see [`attention_mask`]).
     allowed: Option<Tensor>,
     /// Additive `[group_size * seq, seq]` bias in the model dtype, 0.0 where
     /// attention is allowed and minus infinity elsewhere, repeated for the query
@@ -124,7 +124,14 @@ pub fn attend(q: &Tensor, k: &Tensor, v: &Tensor, mask: &AttentionMask) -> Resul
         return Ok(Tensor::f_scaled_dot_product_attention(q, k, v, mask.allowed.as_ref(), 0.0, is_causal, scale, true)?);
     };
 
-    let kv_heads = k.size()[1];
+    let kv_heads = k.size().get(1).copied().unwrap_or(0);
+    if kv_heads == 0 || heads % kv_heads != 0 {
+        return Err(Error::invalid(
+            "KV heads",
+            kv_heads,
+            format!("must be positive and divide the {heads} query heads; check the keys' shape"),
+        ));
+    }
     let group_size = heads / kv_heads;
     // Query heads of one KV group become one batch entry of `group_size * seq` rows.
     let q = q.f_reshape([rows * kv_heads, group_size * seq, head_dim])?;
@@ -182,6 +189,14 @@ mod tests {
     fn explicit_matches_fused_window() {
         let gap = explicit_vs_fused(9, Some(3));
         assert!(gap < 1e-5, "sliding-window attention forms differ by {gap}");
+    }
+
+    #[test]
+    fn mismatched_kv_heads_rejected() {
+        let q = wave([1, 6, 4, 8], 0.31);
+        let k = wave([1, 4, 4, 8], 0.17);
+        let mask = AttentionMask::new(4, None, 3, Kind::Float, Device::Cpu).unwrap();
+        assert!(attend(&q, &k, &k, &mask).is_err());
     }
 
     #[test]

@@ -2,7 +2,15 @@
 
 use tch::{Kind, Tensor};
 
-use crate::error::Result;
+use crate::error::{Error, Result};
+
+/// Rejects a negative padding, which libtorch would read as cropping.
+fn check_padding(extra: i64) -> Result<()> {
+    if extra < 0 {
+        return Err(Error::invalid("padding", extra, "must be zero or more rows or columns"));
+    }
+    Ok(())
+}
 
 /// A linear map `y = x W^T + b` with `W` of shape `[out, in]`.
 #[derive(Debug)]
@@ -50,6 +58,7 @@ impl Linear {
 
     /// Appends `extra` output rows of zeros, with zero bias entries.
     pub fn pad_outputs(self, extra: i64) -> Result<Linear> {
+        check_padding(extra)?;
         Ok(Linear {
             weight: self.weight.f_constant_pad_nd([0, 0, 0, extra])?,
             bias: match self.bias {
@@ -62,6 +71,7 @@ impl Linear {
     /// Appends `extra` input columns of zeros, keeping the input-major
     /// storage of [`Linear::select_columns`].
     pub fn pad_inputs(self, extra: i64) -> Result<Linear> {
+        check_padding(extra)?;
         let padded = self.weight.f_transpose(0, 1)?.f_constant_pad_nd([0, 0, 0, extra])?;
         Ok(Linear {
             weight: padded.f_transpose(0, 1)?,

@@ -31,7 +31,7 @@ pub fn next_token_nll_sums(lm_head: &Tensor, normed: &Tensor, tokens: &Tensor) -
     let (min, max) = (tokens.f_min()?.int64_value(&[]), tokens.f_max()?.int64_value(&[]));
     if min < 0 || max >= vocab {
         let bad = if min < 0 { min } else { max };
-        return Err(Error::invalid("token id", bad, format!("must be in [0, {vocab}) for this LM head")));
+        return Err(Error::invalid("token id", bad, format!("must be in [0, {vocab}) for this LM head; check that the tokenizer matches the model")));
     }
     let positions = rows * (seq - 1);
     let inputs = normed.f_narrow(1, 0, seq - 1)?.f_reshape([positions, hidden])?; // [positions, hidden]
@@ -52,14 +52,14 @@ pub fn next_token_nll_sums(lm_head: &Tensor, normed: &Tensor, tokens: &Tensor) -
     Ok(nll.f_sum_dim_intlist(&[1i64][..], false, Kind::Double)?)
 }
 
-/// Computes the negative log-likelihoods `[len, 1]` in f32 of `target` `[len, 1]` under
-/// the logits `inputs W^T` of `lm_head` `W` `[vocab, hidden]`, computed as
+/// Computes the negative log-likelihoods `[len, 1]` in f32 of `target` `[len, 1]`
+/// under the logits `inputs W^T` of `lm_head` `W` `[vocab, hidden]`, as
 /// `logsumexp(logits) - logits[target]` over tiles of [`VOCAB_TILE`] rows.
 ///
-/// The log-sum-exp is kept as a running maximum `m` and a sum `s` of
-/// `exp(logit - m)`; a tile with a larger maximum rescales `s` by
-/// `exp(m_old - m_new)`. The target logit is read from the tile that contains it,
-/// so it carries the same rounding as the log-sum-exp.
+/// Keeps the log-sum-exp as a running maximum `m` and a sum `s` of
+/// `exp(logit - m)`. A tile with a larger maximum rescales `s` by
+/// `exp(m_old - m_new)`. The target logit is read from the tile that contains
+/// it, so it carries the same rounding as the log-sum-exp.
 fn positions_nll(lm_head: &Tensor, inputs: &Tensor, target: &Tensor) -> Result<Tensor> {
     let (vocab, _hidden) = lm_head.size2()?;
     let len = inputs.size()[0];

@@ -13,8 +13,8 @@ use crate::error::{Error, Result};
 /// so the cache grew by hundreds of MiB. In bf16 step-bench runs on a 2-core
 /// AMD EPYC (SmolLM2, 9 repetitions), rounding to 64 lowered the step peak
 /// from about 800 to about 500 MiB, and the step took 1.09-1.11 s against
-/// 1.15-1.20 s. In f32 (MKL, no per-shape kernels) it saved no memory and
-/// added 1-2% to the step, so f32 is not padded.
+/// 1.15-1.20 s. f32 runs on MKL, which has no per-shape kernels, and a
+/// padded f32 prototype saved no memory, so f32 is not padded.
 pub fn sliced_width_multiple(kind: Kind) -> i64 {
     match kind {
         Kind::BFloat16 | Kind::Half => 64,
