@@ -4,7 +4,8 @@
 //!   libtorch's fused kernel and explicit matmuls;
 //! - the loss `pgprune::models::llama::loss::next_token_nll_sums`, which
 //!   tiles the LM head rows, against whole-vocabulary logits;
-//! - one matmul of SmolLM2's `gate_proj` shape, as a reference rate.
+//! - f32 matmuls of SmolLM2's shapes on BLAS and on oneDNN (see
+//!   `pgprune::models::llama::matmul`), and one bf16 matmul.
 //!
 //! Each attention call attends 1,024 query positions (batch = 1,024 / seq,
 //! at least one) with 64-dimensional heads, for 9, 6 and 3 query heads over
@@ -26,6 +27,7 @@ use clap::Parser;
 use pgprune::export::median;
 use pgprune::models::llama::attend::{attend, AttentionKernel, AttentionMask};
 use pgprune::models::llama::loss::next_token_nll_sums;
+use pgprune::models::llama::matmul::{linear, onednn_linear};
 use tch::{Device, Kind, Tensor};
 
 #[derive(Parser, Debug)]
@@ -37,6 +39,9 @@ struct Args {
     /// Timed calls per case; the median is reported.
     #[arg(long, default_value_t = 21)]
     repeats: usize,
+    /// Sections to run, comma-separated: attention, loss, matmul.
+    #[arg(long, default_value = "attention,loss,matmul", value_delimiter = ',')]
+    only: Vec<String>,
     /// Passed by `cargo bench`; ignored.
     #[arg(long, hide = true)]
     bench: bool,
@@ -67,7 +72,8 @@ fn time_median(repeats: usize, mut f: impl FnMut() -> Result<Tensor>) -> Result<
 }
 
 /// Computes whole-vocabulary next-token NLL sums per row, for comparison with the
-/// library's tiled loss: logits of at most 2^25 values at a time.
+/// library's tiled loss: logits of at most 2^25 values at a time, from the
+/// same matmul library as the tiled loss.
 fn whole_vocabulary_nll_sums(lm_head: &Tensor, normed: &Tensor, tokens: &Tensor) -> Result<Tensor> {
     let (rows, seq, hidden) = normed.size3()?;
     let positions = rows * (seq - 1);
@@ -78,7 +84,7 @@ fn whole_vocabulary_nll_sums(lm_head: &Tensor, normed: &Tensor, tokens: &Tensor)
     let mut start = 0;
     while start < positions {
         let len = chunk.min(positions - start);
-        let mut logits = inputs.f_narrow(0, start, len)?.f_linear::<Tensor>(lm_head, None)?.f_to_kind(Kind::Float)?;
+        let mut logits = linear(&inputs.f_narrow(0, start, len)?, lm_head, None)?.f_to_kind(Kind::Float)?;
         let target_logit = logits.f_gather(1, &targets.f_narrow(0, start, len)?, false)?;
         let max = logits.f_amax(&[-1i64][..], true)?;
         let sum = logits.f_sub_(&max)?.f_exp_()?.f_sum_dim_intlist(&[-1i64][..], true, Kind::Float)?;
@@ -107,18 +113,61 @@ fn time_losses(repeats: usize) -> Result<()> {
     Ok(())
 }
 
-/// Times `x W^T` for `x` `[1024, 576]` and `W` `[1536, 576]` and prints GFLOP/s.
-fn time_matmul(repeats: usize) -> Result<()> {
-    const ROWS: i64 = 1024;
-    const INPUTS: i64 = 576;
-    const OUTPUTS: i64 = 1536;
-    println!("\nmatmul {ROWS} x {INPUTS} by {INPUTS} x {OUTPUTS}");
+/// Output and input widths of the matmuls timed by [`time_matmuls`]:
+/// SmolLM2's `gate_proj`, half of it, `down_proj` with half its inputs,
+/// one KV group of `q_proj`, and one tile of the LM head.
+const MATMUL_SHAPES: [(i64, i64); 5] = [(1536, 576), (768, 576), (576, 768), (192, 576), (4096, 576)];
+
+/// Times f32 `x W^T` on BLAS and on oneDNN for `W` of each of
+/// [`MATMUL_SHAPES`] and `x` of 8 to 1,024 rows, and prints GFLOP/s.
+fn time_matmuls(repeats: usize) -> Result<()> {
+    println!("\nf32 matmul x [rows, in] by W^T [in, out], GFLOP/s");
+    println!("{:>5} {:>5} {:>5} {:>9} {:>9} {:>7}", "rows", "in", "out", "BLAS", "oneDNN", "ratio");
+    for rows in [8i64, 32, 128, 512, 1024] {
+        for (outputs, inputs) in MATMUL_SHAPES {
+            let x = Tensor::f_randn([rows, inputs], (Kind::Float, Device::Cpu))?;
+            let weight = Tensor::f_randn([outputs, inputs], (Kind::Float, Device::Cpu))?;
+            let blas = time_median(repeats, || Ok(x.f_linear::<Tensor>(&weight, None)?))?;
+            let onednn = time_median(repeats, || Ok(onednn_linear(&x, &weight, None)?))?;
+            let gflop = 2.0 * (rows * inputs * outputs) as f64 / 1e9;
+            println!(
+                "{rows:>5} {inputs:>5} {outputs:>5} {:>9.1} {:>9.1} {:>7.2}",
+                gflop / blas,
+                gflop / onednn,
+                onednn / blas
+            );
+        }
+    }
+    let x = Tensor::f_randn([1024, 576], (Kind::BFloat16, Device::Cpu))?;
+    let weight = Tensor::f_randn([1536, 576], (Kind::BFloat16, Device::Cpu))?;
+    let seconds = time_median(repeats, || Ok(x.f_linear::<Tensor>(&weight, None)?))?;
+    println!("bf16 1024 x 576 by 576 x 1536: {:.1} GFLOP/s", 2.0 * (1024 * 576 * 1536) as f64 / seconds / 1e9);
+    Ok(())
+}
+
+/// Times both attention kernels for 1 to 3 KV groups at 128 to 1,024 tokens.
+fn time_attention(repeats: usize) -> Result<()> {
+    println!("{POSITIONS} query positions per call, head_dim {HEAD_DIM}");
+    println!("{:<5} {:>5} {:>6} {:>9} {:>10} {:>13} {:>7}", "dtype", "seq", "heads", "kv_heads", "fused ms", "explicit ms", "ratio");
     for (kind, name) in [(Kind::Float, "f32"), (Kind::BFloat16, "bf16")] {
-        let x = Tensor::f_randn([ROWS, INPUTS], (kind, Device::Cpu))?;
-        let weight = Tensor::f_randn([OUTPUTS, INPUTS], (kind, Device::Cpu))?;
-        let seconds = time_median(repeats, || Ok(x.f_linear::<Tensor>(&weight, None)?))?;
-        let flops = 2.0 * (ROWS * INPUTS * OUTPUTS) as f64;
-        println!("{name:<5} {:>8.3} ms {:>8.1} GFLOP/s", seconds * 1e3, flops / seconds / 1e9);
+        for seq in [128i64, 256, 512, 1024] {
+            let rows = (POSITIONS / seq).max(1);
+            for kv_heads in [3i64, 2, 1] {
+                let heads = kv_heads * GROUP_SIZE;
+                let options = (kind, Device::Cpu);
+                let q = Tensor::f_randn([rows, heads, seq, HEAD_DIM], options)?;
+                let k = Tensor::f_randn([rows, kv_heads, seq, HEAD_DIM], options)?;
+                let v = Tensor::f_randn([rows, kv_heads, seq, HEAD_DIM], options)?;
+                let fused = time_kernel(AttentionKernel::Fused, &q, &k, &v, repeats)?;
+                let explicit = time_kernel(AttentionKernel::Explicit, &q, &k, &v, repeats)?;
+                println!(
+                    "{name:<5} {seq:>5} {heads:>6} {kv_heads:>9} {:>10.3} {:>13.3} {:>7.2}",
+                    fused * 1e3,
+                    explicit * 1e3,
+                    explicit / fused
+                );
+            }
+        }
     }
     Ok(())
 }
@@ -132,28 +181,14 @@ fn main() -> Result<()> {
     }
     let _guard = tch::no_grad_guard();
     tch::manual_seed(0);
-    println!("threads {}, {POSITIONS} query positions per call, head_dim {HEAD_DIM}", tch::get_num_threads());
-    println!("{:<5} {:>5} {:>6} {:>9} {:>10} {:>13} {:>7}", "dtype", "seq", "heads", "kv_heads", "fused ms", "explicit ms", "ratio");
-    for (kind, name) in [(Kind::Float, "f32"), (Kind::BFloat16, "bf16")] {
-        for seq in [128i64, 256, 512, 1024] {
-            let rows = (POSITIONS / seq).max(1);
-            for kv_heads in [3i64, 2, 1] {
-                let heads = kv_heads * GROUP_SIZE;
-                let options = (kind, Device::Cpu);
-                let q = Tensor::f_randn([rows, heads, seq, HEAD_DIM], options)?;
-                let k = Tensor::f_randn([rows, kv_heads, seq, HEAD_DIM], options)?;
-                let v = Tensor::f_randn([rows, kv_heads, seq, HEAD_DIM], options)?;
-                let fused = time_kernel(AttentionKernel::Fused, &q, &k, &v, args.repeats)?;
-                let explicit = time_kernel(AttentionKernel::Explicit, &q, &k, &v, args.repeats)?;
-                println!(
-                    "{name:<5} {seq:>5} {heads:>6} {kv_heads:>9} {:>10.3} {:>13.3} {:>7.2}",
-                    fused * 1e3,
-                    explicit * 1e3,
-                    explicit / fused
-                );
-            }
+    println!("threads {}", tch::get_num_threads());
+    for section in &args.only {
+        match section.as_str() {
+            "attention" => time_attention(args.repeats)?,
+            "loss" => time_losses(args.repeats)?,
+            "matmul" => time_matmuls(args.repeats)?,
+            other => anyhow::bail!("unknown section '{other}': use attention, loss or matmul"),
         }
     }
-    time_losses(args.repeats)?;
-    time_matmul(args.repeats)
+    Ok(())
 }

@@ -15,7 +15,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use pgprune::models::llama::{ForwardPath, Granularity, LlamaOracle};
+use pgprune::models::llama::{set_cpu_f32_matmul, CpuF32Matmul, ForwardPath, Granularity, LlamaOracle};
 use pgprune::models::loading::load_model;
 use pgprune::export::median;
 use pgprune::{BernoulliPolicy, BudgetKind, EmaReinforce, ForwardOracle, Pruner, PrunerSettings, UnitSpace};
@@ -48,6 +48,11 @@ struct Args {
     /// Oracle forward path: auto, masked or sliced.
     #[arg(long, default_value = "auto")]
     path: String,
+    /// Libraries for f32 linear maps, comma-separated: auto, blas, onednn.
+    /// With more than one, repetitions alternate between them and the report
+    /// adds each one's medians; the main figures are the first one's.
+    #[arg(long, default_value = "auto", value_delimiter = ',')]
+    cpu_f32_matmul: Vec<String>,
     /// Intra-op threads for libtorch; defaults to the number of CPUs.
     #[arg(long)]
     threads: Option<i32>,
@@ -133,7 +138,21 @@ impl ForwardOracle for TimedOracle {
 /// Learning rate of the timed pruner; its size does not change the timing.
 const LEARNING_RATE: f64 = 0.2;
 
+/// Parses the names given to `--cpu-f32-matmul`.
+fn matmul_choices(names: &[String]) -> Result<Vec<CpuF32Matmul>> {
+    names
+        .iter()
+        .map(|name| match name.as_str() {
+            "auto" => Ok(CpuF32Matmul::Auto),
+            "blas" => Ok(CpuF32Matmul::Blas),
+            "onednn" => Ok(CpuF32Matmul::OneDnn),
+            other => anyhow::bail!("unknown --cpu-f32-matmul '{other}': use auto, blas or onednn"),
+        })
+        .collect()
+}
+
 fn time_dtype(args: &Args, path: &Path, dtype: &str, retained: bool) -> Result<serde_json::Value> {
+    let choices = matmul_choices(&args.cpu_f32_matmul)?;
     let kind = match dtype {
         "f32" => Kind::Float,
         "bf16" => Kind::BFloat16,
@@ -159,12 +178,18 @@ fn time_dtype(args: &Args, path: &Path, dtype: &str, retained: bool) -> Result<s
     tch::manual_seed(args.seed as i64);
     let tokens = Tensor::randint(vocab, [args.batch, args.seq_len], (Kind::Int64, Device::Cpu));
     let dense_mask = Tensor::ones([1, num_units as i64], (Kind::Float, Device::Cpu));
-    oracle.losses(&tokens, &dense_mask)?; // warm-up
-    let mut dense = Vec::new();
-    for _ in 0..args.repeats {
-        let start = Instant::now();
-        oracle.losses(&tokens, &dense_mask)?;
-        dense.push(start.elapsed().as_secs_f64());
+    // dense[c] and step[c] hold the timings under choices[c].
+    let mut dense = vec![Vec::new(); choices.len()];
+    for repeat in 0..=args.repeats {
+        for (c, &choice) in choices.iter().enumerate() {
+            set_cpu_f32_matmul(choice);
+            let start = Instant::now();
+            oracle.losses(&tokens, &dense_mask)?;
+            if repeat > 0 {
+                // Repetition 0 is a warm-up.
+                dense[c].push(start.elapsed().as_secs_f64());
+            }
+        }
     }
 
     let space = oracle.unit_space().clone();
@@ -174,35 +199,48 @@ fn time_dtype(args: &Args, path: &Path, dtype: &str, retained: bool) -> Result<s
         inner: oracle,
         forward_seconds: Cell::new(0.0),
     };
-    let settings = PrunerSettings::reference(args.repeats as u64 + 1, LEARNING_RATE, args.seed);
+    let total_steps = (args.repeats as u64 + 1) * choices.len() as u64;
+    let settings = PrunerSettings::reference(total_steps, LEARNING_RATE, args.seed);
     let mut pruner = Pruner::new(policy, timed, EmaReinforce::reference(), settings)?;
 
-    let mut step = Vec::new();
+    let mut step = vec![Vec::new(); choices.len()];
     let mut step_cpu = Vec::new();
     let mut update = Vec::new();
     let mut losses_seen = Vec::new();
     for repeat in 0..=args.repeats {
-        let cpu_start = process_cpu_seconds().unwrap_or(f64::NAN);
-        let start = Instant::now();
-        let outcome = pruner.step(&tokens)?;
-        let total = start.elapsed().as_secs_f64();
-        if repeat > 0 {
-            // Repetition 0 is a warm-up.
-            step.push(total);
-            step_cpu.push(process_cpu_seconds().unwrap_or(f64::NAN) - cpu_start);
-            update.push(total - pruner.oracle().forward_seconds.get());
-            losses_seen.extend(outcome.losses);
+        for (c, &choice) in choices.iter().enumerate() {
+            set_cpu_f32_matmul(choice);
+            let cpu_start = process_cpu_seconds().unwrap_or(f64::NAN);
+            let start = Instant::now();
+            let outcome = pruner.step(&tokens)?;
+            let total = start.elapsed().as_secs_f64();
+            if repeat > 0 {
+                step[c].push(total);
+                if c == 0 {
+                    step_cpu.push(process_cpu_seconds().unwrap_or(f64::NAN) - cpu_start);
+                    update.push(total - pruner.oracle().forward_seconds.get());
+                    losses_seen.extend(outcome.losses);
+                }
+            }
         }
     }
+    let by_choice: serde_json::Map<String, serde_json::Value> = args
+        .cpu_f32_matmul
+        .iter()
+        .zip(step.iter().zip(&dense))
+        .map(|(name, (s, d))| (name.clone(), serde_json::json!({"step_seconds": median(s), "dense_forward_seconds": median(d)})))
+        .collect();
 
-    let step_median = median(&step);
-    let dense_median = median(&dense);
+    let step_median = median(&step[0]);
+    let dense_median = median(&dense[0]);
     let update_median = median(&update);
     Ok(serde_json::json!({
         "implementation": "pgprune",
         "retain_freed_memory": retained,
         "dtype": dtype,
         "path": args.path,
+        "cpu_f32_matmul": args.cpu_f32_matmul[0],
+        "medians_by_cpu_f32_matmul": by_choice,
         "threads": tch::get_num_threads(),
         "batch": args.batch,
         "seq_len": args.seq_len,
@@ -232,6 +270,7 @@ fn main() -> Result<()> {
     if let Some(threads) = args.threads {
         tch::set_num_threads(threads);
     }
+    matmul_choices(&args.cpu_f32_matmul)?;
     let path = match &args.model {
         Some(p) => p.clone(),
         None => PathBuf::from(std::env::var("PGPRUNE_MODEL").context("set $PGPRUNE_MODEL or pass --model")?),

@@ -12,7 +12,8 @@ fn check_padding(extra: i64) -> Result<()> {
     Ok(())
 }
 
-/// A linear map `y = x W^T + b` with `W` of shape `[out, in]`.
+/// A linear map `y = x W^T + b` with `W` of shape `[out, in]`, run by
+/// [`matmul::linear`](super::matmul::linear).
 #[derive(Debug)]
 pub struct Linear {
     pub weight: Tensor,
@@ -21,7 +22,7 @@ pub struct Linear {
 
 impl Linear {
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        Ok(x.f_linear(&self.weight, self.bias.as_ref())?)
+        super::matmul::linear(x, &self.weight, self.bias.as_ref())
     }
 
     /// Parameter count of the weight and bias.

@@ -3,6 +3,7 @@
 
 use tch::{Kind, Tensor};
 
+use super::matmul::linear;
 use crate::error::{Error, Result};
 
 /// LM head rows per matmul. A tile of 1,016 positions by 4,096 rows is 16
@@ -72,7 +73,7 @@ fn positions_nll(lm_head: &Tensor, inputs: &Tensor, target: &Tensor) -> Result<T
     while first < vocab {
         let width = VOCAB_TILE.min(vocab - first);
         let weight = lm_head.f_narrow(0, first, width)?;
-        let mut logits = inputs.f_linear::<Tensor>(&weight, None)?.f_to_kind(Kind::Float)?; // [len, width]
+        let mut logits = linear(inputs, &weight, None)?.f_to_kind(Kind::Float)?; // [len, width]
 
         let local = target.f_sub_scalar(first)?;
         let inside = local.f_ge(0)?.f_logical_and(&local.f_lt(width)?)?;

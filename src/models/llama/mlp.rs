@@ -1,23 +1,26 @@
 //! The SiLU-gated MLP block.
 
-use tch::{Kind, Tensor};
+use tch::{Device, Kind, Tensor};
 
 use super::linear::{rms_norm, Linear};
+use super::matmul::onednn_f32_possible;
 use crate::error::{Error, Result};
 
 /// Returns the multiple to which the sliced forward rounds up its kept
-/// channel count in `kind`, padding with zero weights.
+/// channel count in `kind` on `device`, padding with zero weights.
 ///
-/// oneDNN, which runs bf16 and f16 matmuls on the CPU, compiles and caches a
-/// kernel per matmul shape. Unrounded counts give one shape per kept count,
-/// so the cache grew by hundreds of MiB. In bf16 step-bench runs on a 2-core
-/// AMD EPYC (SmolLM2, 9 repetitions), rounding to 64 lowered the step peak
-/// from about 800 to about 500 MiB, and the step took 1.09-1.11 s against
-/// 1.15-1.20 s. f32 runs on MKL, which has no per-shape kernels, and a
-/// padded f32 prototype saved no memory, so f32 is not padded.
-pub fn sliced_width_multiple(kind: Kind) -> i64 {
+/// oneDNN, which runs bf16 and f16 matmuls on the CPU, and f32 ones where
+/// [`onednn_f32_possible`] says so, compiles and caches a kernel per matmul
+/// shape. Unrounded counts give one shape per kept count, so the cache grew
+/// by hundreds of MiB. In bf16 step-bench runs on a 2-core AMD EPYC
+/// (SmolLM2, 9 repetitions), rounding to 64 lowered the step peak from about
+/// 800 to about 500 MiB, and the step took 1.09-1.11 s against 1.15-1.20 s.
+/// In f32 on oneDNN it lowered the peak from 885-1,073 MiB to about 770.
+/// f32 on MKL has no per-shape kernels and is not padded.
+pub fn sliced_width_multiple(kind: Kind, device: Device) -> i64 {
     match kind {
         Kind::BFloat16 | Kind::Half => 64,
+        Kind::Float if onednn_f32_possible(kind, device) => 64,
         _ => 1,
     }
 }
@@ -88,7 +91,7 @@ impl Mlp {
         }
 
         let channels = Tensor::from_slice(kept).f_to_device(hidden.device())?;
-        let multiple = sliced_width_multiple(hidden.kind());
+        let multiple = sliced_width_multiple(hidden.kind(), hidden.device());
         let extra = (multiple - kept.len() as i64 % multiple) % multiple;
         // Zero rows give silu(0) * 0 = 0, and zero columns add nothing.
         let gate_proj = self.gate_proj.select_rows(&channels)?.pad_outputs(extra)?;
@@ -105,7 +108,6 @@ impl Mlp {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tch::Device;
 
     /// Fixed values, so that tests running in parallel share no RNG state.
     fn wave(shape: &[i64], step: f64) -> Tensor {
@@ -152,7 +154,7 @@ mod tests {
     #[test]
     fn padded_slice_matches_masked_bf16() {
         // 37 kept channels are padded to 64 in bf16.
-        assert_eq!(sliced_width_multiple(Kind::BFloat16), 64);
+        assert_eq!(sliced_width_multiple(Kind::BFloat16, Device::Cpu), 64);
         let (gap, scale) = sliced_vs_masked(Kind::BFloat16);
         assert!(gap < 1e-2 * scale, "bf16 sliced and masked outputs differ by {gap} (scale {scale})");
     }

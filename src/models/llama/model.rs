@@ -266,7 +266,7 @@ impl Llama {
     /// Applies the LM head to already normalised `hidden` `[rows, seq, hidden]`.
     pub fn lm_head_logits(&self, normed: &Tensor) -> Result<Tensor> {
         let _guard = tch::no_grad_guard();
-        Ok(normed.f_linear::<Tensor>(&self.lm_head, None)?)
+        super::matmul::linear(normed, &self.lm_head, None)
     }
 
     /// Applies the final norm and the LM head: `[rows, seq, hidden]` → `[rows, seq, vocab]`.
