@@ -1,14 +1,20 @@
 //! Linear maps, with a choice of library for f32 on the CPU.
 //!
 //! libtorch runs an f32 `linear` on the CPU through BLAS (MKL). On the
-//! 2-core AMD EPYC test machine, two-thread MKL reached 166 to 199 GFLOP/s
-//! on SmolLM2's shapes, while oneDNN, which libtorch calls for convolutions,
-//! reached 184 to 209 GFLOP/s (`cargo bench --bench kernels`). A linear map
+//! 2-core AMD EPYC test machine, at 1,024 rows, two-thread MKL reached 178
+//! to 194 GFLOP/s on SmolLM2's shapes and oneDNN, which libtorch calls for
+//! convolutions, 196 to 203 (`cargo bench --bench kernels -- --threads 2
+//! --only matmul`). In the step bench, with repetitions alternating between
+//! the two, the f32 pruning step took 0.905 to 0.918 of its time on MKL
+//! (`--cpu-f32-matmul auto,blas`). A linear map
 //! over `rows` inputs is a 1x1 convolution over a `rows x 1` image whose
 //! channels are the input features. In channels-last layout that image has
 //! the memory of the `[rows, in]` input, and the output has the memory of
 //! `[rows, out]`, so the convolution reads and writes the same buffers as
-//! the matmul, without copies.
+//! the matmul, without copies. With more than one thread, libtorch 2.13
+//! runs it as oneDNN's `brgconv_1x1` kernel, after reordering the weight
+//! (checked with `ONEDNN_VERBOSE=1`). With one thread it runs its own
+//! convolution code instead.
 
 use std::sync::atomic::{AtomicU8, Ordering};
 
@@ -16,9 +22,10 @@ use tch::{Device, Kind, Tensor};
 
 use crate::error::Result;
 
-/// Fewest input rows for which [`CpuF32Matmul::Auto`] picks oneDNN. Below
-/// this, the convolution's set-up costs more than it saves: at 1 to 32 rows
-/// it took 1.05 to 1.15 times MKL's time, from 128 rows on 0.77 to 0.88.
+/// Smallest input row count for which [`CpuF32Matmul::Auto`] picks oneDNN. In the
+/// kernels bench above, oneDNN took 1.03 to 1.22 times MKL's time at 8 rows
+/// and 0.76 to 1.08 at 128 rows. At 512 and 1,024 rows it took 0.79 to 0.99,
+/// apart from 1.07 for the narrowest shape (192 outputs) at 512 rows.
 pub const ONEDNN_MIN_ROWS: i64 = 512;
 
 /// The library that runs f32 linear maps on the CPU. Other dtypes and
@@ -27,12 +34,13 @@ pub const ONEDNN_MIN_ROWS: i64 = 512;
 pub enum CpuF32Matmul {
     /// oneDNN where libtorch runs on more than one thread, the input has at
     /// least [`ONEDNN_MIN_ROWS`] rows and the weight is contiguous; BLAS
-    /// otherwise. With one thread both libraries ran at the same speed.
+    /// otherwise.
     #[default]
     Auto,
     /// Always BLAS, as `torch.nn.functional.linear` does.
     Blas,
-    /// oneDNN wherever the weight is contiguous, whatever the rows and threads.
+    /// The 1x1 convolution wherever the weight is contiguous, whatever the
+    /// rows and threads. With one thread that is not oneDNN (see above).
     OneDnn,
 }
 
@@ -61,23 +69,17 @@ pub fn set_cpu_f32_matmul(choice: CpuF32Matmul) {
     CPU_F32_MATMUL.store(choice.code(), Ordering::Relaxed);
 }
 
-/// The current process-wide choice; [`CpuF32Matmul::Auto`] unless set.
+/// Returns the process-wide choice, [`CpuF32Matmul::Auto`] unless set.
 pub fn cpu_f32_matmul() -> CpuF32Matmul {
     CpuF32Matmul::from_code(CPU_F32_MATMUL.load(Ordering::Relaxed))
 }
 
-/// Whether f32 linear maps of large inputs on `device` in `kind` may run on
-/// oneDNN under the current choice and libtorch's thread count. The sliced
-/// forward then rounds its widths, as it does in bf16 (see
+/// Returns whether f32 linear maps of large inputs on `device` in `kind` may
+/// run on oneDNN under the current choice and libtorch's thread count. The
+/// sliced forward then rounds its widths, as it does in bf16 (see
 /// [`sliced_width_multiple`](super::mlp::sliced_width_multiple)).
 pub fn onednn_f32_possible(kind: Kind, device: Device) -> bool {
-    kind == Kind::Float
-        && device == Device::Cpu
-        && match cpu_f32_matmul() {
-            CpuF32Matmul::Auto => tch::get_num_threads() > 1,
-            CpuF32Matmul::Blas => false,
-            CpuF32Matmul::OneDnn => true,
-        }
+    kind == Kind::Float && device == Device::Cpu && cpu_f32_matmul() != CpuF32Matmul::Blas && tch::get_num_threads() > 1
 }
 
 /// Decides whether one f32 CPU linear map over `rows` inputs runs on oneDNN.
@@ -154,7 +156,7 @@ mod tests {
     }
 
     #[test]
-    fn choice_by_rows_threads_and_layout() {
+    fn choice_by_rows_and_threads() {
         assert!(use_onednn(CpuF32Matmul::Auto, ONEDNN_MIN_ROWS, 2, true));
         assert!(!use_onednn(CpuF32Matmul::Auto, ONEDNN_MIN_ROWS - 1, 2, true));
         assert!(!use_onednn(CpuF32Matmul::Auto, 1024, 1, true));
