@@ -4,8 +4,8 @@
 //!   libtorch's fused kernel and explicit matmuls;
 //! - the loss `pgprune::models::llama::loss::next_token_nll_sums`, which
 //!   tiles the LM head rows, against whole-vocabulary logits;
-//! - f32 matmuls of SmolLM2's shapes on BLAS and on oneDNN (see
-//!   `pgprune::models::llama::matmul`), and one bf16 matmul.
+//! - linear maps of SmolLM2's shapes as libtorch's matmul and as a 1x1
+//!   convolution (see `pgprune::models::llama::matmul`), in f32 and bf16.
 //!
 //! Each attention call attends 1,024 query positions (batch = 1,024 / seq,
 //! at least one) with 64-dimensional heads, for 9, 6 and 3 query heads over
@@ -27,7 +27,7 @@ use clap::Parser;
 use pgprune::export::median;
 use pgprune::models::llama::attend::{attend, AttentionKernel, AttentionMask};
 use pgprune::models::llama::loss::next_token_nll_sums;
-use pgprune::models::llama::matmul::{linear, onednn_linear};
+use pgprune::models::llama::matmul::{convolution_linear, linear};
 use tch::{Device, Kind, Tensor};
 
 #[derive(Parser, Debug)]
@@ -118,30 +118,29 @@ fn time_losses(repeats: usize) -> Result<()> {
 /// one KV group of `q_proj`, and one tile of the LM head.
 const MATMUL_SHAPES: [(i64, i64); 5] = [(1536, 576), (768, 576), (576, 768), (192, 576), (4096, 576)];
 
-/// Times f32 `x W^T` on BLAS and on oneDNN for `W` of each of
-/// [`MATMUL_SHAPES`] and `x` of 8 to 1,024 rows, and prints GFLOP/s.
+/// Times `x W^T` as libtorch's matmul and as a 1x1 convolution, in f32 and
+/// bf16, for `W` of each of [`MATMUL_SHAPES`] and `x` of 8 to 1,024 rows,
+/// and prints GFLOP/s.
 fn time_matmuls(repeats: usize) -> Result<()> {
-    println!("\nf32 matmul x [rows, in] by W^T [in, out], GFLOP/s");
-    println!("{:>5} {:>5} {:>5} {:>9} {:>9} {:>7}", "rows", "in", "out", "BLAS", "oneDNN", "ratio");
-    for rows in [8i64, 32, 128, 512, 1024] {
-        for (outputs, inputs) in MATMUL_SHAPES {
-            let x = Tensor::f_randn([rows, inputs], (Kind::Float, Device::Cpu))?;
-            let weight = Tensor::f_randn([outputs, inputs], (Kind::Float, Device::Cpu))?;
-            let blas = time_median(repeats, || Ok(x.f_linear::<Tensor>(&weight, None)?))?;
-            let onednn = time_median(repeats, || Ok(onednn_linear(&x, &weight, None)?))?;
-            let gflop = 2.0 * (rows * inputs * outputs) as f64 / 1e9;
-            println!(
-                "{rows:>5} {inputs:>5} {outputs:>5} {:>9.1} {:>9.1} {:>7.2}",
-                gflop / blas,
-                gflop / onednn,
-                onednn / blas
-            );
+    println!("\nx [rows, in] by W^T [in, out], GFLOP/s");
+    println!("{:<5} {:>5} {:>5} {:>5} {:>9} {:>12} {:>7}", "dtype", "rows", "in", "out", "matmul", "convolution", "ratio");
+    for (kind, name) in [(Kind::Float, "f32"), (Kind::BFloat16, "bf16")] {
+        for rows in [8i64, 32, 128, 512, 1024] {
+            for (outputs, inputs) in MATMUL_SHAPES {
+                let x = Tensor::f_randn([rows, inputs], (kind, Device::Cpu))?;
+                let weight = Tensor::f_randn([outputs, inputs], (kind, Device::Cpu))?;
+                let matmul = time_median(repeats, || Ok(x.f_linear::<Tensor>(&weight, None)?))?;
+                let convolution = time_median(repeats, || Ok(convolution_linear(&x, &weight, None)?))?;
+                let gflop = 2.0 * (rows * inputs * outputs) as f64 / 1e9;
+                println!(
+                    "{name:<5} {rows:>5} {inputs:>5} {outputs:>5} {:>9.1} {:>12.1} {:>7.2}",
+                    gflop / matmul,
+                    gflop / convolution,
+                    convolution / matmul
+                );
+            }
         }
     }
-    let x = Tensor::f_randn([1024, 576], (Kind::BFloat16, Device::Cpu))?;
-    let weight = Tensor::f_randn([1536, 576], (Kind::BFloat16, Device::Cpu))?;
-    let seconds = time_median(repeats, || Ok(x.f_linear::<Tensor>(&weight, None)?))?;
-    println!("bf16 1024 x 576 by 576 x 1536: {:.1} GFLOP/s", 2.0 * (1024 * 576 * 1536) as f64 / seconds / 1e9);
     Ok(())
 }
 

@@ -15,7 +15,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use pgprune::models::llama::{set_cpu_f32_matmul, CpuF32Matmul, ForwardPath, Granularity, LlamaOracle};
+use pgprune::models::llama::{set_linear_kernel, ForwardPath, Granularity, LinearKernel, LlamaOracle};
 use pgprune::models::loading::load_model;
 use pgprune::export::median;
 use pgprune::{BernoulliPolicy, BudgetKind, EmaReinforce, ForwardOracle, Pruner, PrunerSettings, UnitSpace};
@@ -48,11 +48,11 @@ struct Args {
     /// Oracle forward path: auto, masked or sliced.
     #[arg(long, default_value = "auto")]
     path: String,
-    /// Libraries for f32 linear maps, comma-separated: auto, blas, onednn.
+    /// Kernels for CPU linear maps, comma-separated: auto, matmul, convolution.
     /// With more than one, repetitions alternate between them and the report
     /// adds each one's medians; the main figures are the first one's.
     #[arg(long, default_value = "auto", value_delimiter = ',')]
-    cpu_f32_matmul: Vec<String>,
+    linear_kernel: Vec<String>,
     /// Intra-op threads for libtorch; defaults to the number of CPUs.
     #[arg(long)]
     threads: Option<i32>,
@@ -138,21 +138,21 @@ impl ForwardOracle for TimedOracle {
 /// Learning rate of the timed pruner; its size does not change the timing.
 const LEARNING_RATE: f64 = 0.2;
 
-/// Parses the names given to `--cpu-f32-matmul`.
-fn matmul_choices(names: &[String]) -> Result<Vec<CpuF32Matmul>> {
+/// Parses the names given to `--linear-kernel`.
+fn kernel_choices(names: &[String]) -> Result<Vec<LinearKernel>> {
     names
         .iter()
         .map(|name| match name.as_str() {
-            "auto" => Ok(CpuF32Matmul::Auto),
-            "blas" => Ok(CpuF32Matmul::Blas),
-            "onednn" => Ok(CpuF32Matmul::OneDnn),
-            other => anyhow::bail!("unknown --cpu-f32-matmul '{other}': use auto, blas or onednn"),
+            "auto" => Ok(LinearKernel::Auto),
+            "matmul" => Ok(LinearKernel::Matmul),
+            "convolution" => Ok(LinearKernel::Convolution),
+            other => anyhow::bail!("unknown --linear-kernel '{other}': use auto, matmul or convolution"),
         })
         .collect()
 }
 
 fn time_dtype(args: &Args, path: &Path, dtype: &str, retained: bool) -> Result<serde_json::Value> {
-    let choices = matmul_choices(&args.cpu_f32_matmul)?;
+    let choices = kernel_choices(&args.linear_kernel)?;
     let kind = match dtype {
         "f32" => Kind::Float,
         "bf16" => Kind::BFloat16,
@@ -182,7 +182,7 @@ fn time_dtype(args: &Args, path: &Path, dtype: &str, retained: bool) -> Result<s
     let mut dense = vec![Vec::new(); choices.len()];
     for repeat in 0..=args.repeats {
         for (c, &choice) in choices.iter().enumerate() {
-            set_cpu_f32_matmul(choice);
+            set_linear_kernel(choice);
             let start = Instant::now();
             oracle.losses(&tokens, &dense_mask)?;
             if repeat > 0 {
@@ -209,7 +209,7 @@ fn time_dtype(args: &Args, path: &Path, dtype: &str, retained: bool) -> Result<s
     let mut losses_seen = Vec::new();
     for repeat in 0..=args.repeats {
         for (c, &choice) in choices.iter().enumerate() {
-            set_cpu_f32_matmul(choice);
+            set_linear_kernel(choice);
             let cpu_start = process_cpu_seconds().unwrap_or(f64::NAN);
             let start = Instant::now();
             let outcome = pruner.step(&tokens)?;
@@ -225,7 +225,7 @@ fn time_dtype(args: &Args, path: &Path, dtype: &str, retained: bool) -> Result<s
         }
     }
     let by_choice: serde_json::Map<String, serde_json::Value> = args
-        .cpu_f32_matmul
+        .linear_kernel
         .iter()
         .zip(step.iter().zip(&dense))
         .map(|(name, (s, d))| (name.clone(), serde_json::json!({"step_seconds": median(s), "dense_forward_seconds": median(d)})))
@@ -239,8 +239,8 @@ fn time_dtype(args: &Args, path: &Path, dtype: &str, retained: bool) -> Result<s
         "retain_freed_memory": retained,
         "dtype": dtype,
         "path": args.path,
-        "cpu_f32_matmul": args.cpu_f32_matmul[0],
-        "medians_by_cpu_f32_matmul": by_choice,
+        "linear_kernel": args.linear_kernel[0],
+        "medians_by_linear_kernel": by_choice,
         "threads": tch::get_num_threads(),
         "batch": args.batch,
         "seq_len": args.seq_len,
@@ -270,7 +270,7 @@ fn main() -> Result<()> {
     if let Some(threads) = args.threads {
         tch::set_num_threads(threads);
     }
-    matmul_choices(&args.cpu_f32_matmul)?;
+    kernel_choices(&args.linear_kernel)?;
     let path = match &args.model {
         Some(p) => p.clone(),
         None => PathBuf::from(std::env::var("PGPRUNE_MODEL").context("set $PGPRUNE_MODEL or pass --model")?),

@@ -3,15 +3,15 @@
 use tch::{Device, Kind, Tensor};
 
 use super::linear::{rms_norm, Linear};
-use super::matmul::onednn_f32_possible;
+use super::matmul::f32_convolution_possible;
 use crate::error::{Error, Result};
 
 /// Returns the multiple to which the sliced forward rounds up its kept
 /// channel count in `kind` on `device`, padding with zero weights.
 ///
 /// oneDNN, which runs bf16 and f16 matmuls on the CPU, and f32 ones where
-/// [`onednn_f32_possible`] says so, compiles and caches a kernel per matmul
-/// shape. Unrounded counts give one shape per kept count, so the cache grew
+/// [`f32_convolution_possible`] says so, compiles and caches a kernel per
+/// matmul shape. Unrounded counts give one shape per kept count, so the cache grew
 /// by hundreds of MiB. In bf16 step-bench runs on a 2-core AMD EPYC
 /// (SmolLM2, 9 repetitions), rounding to 64 lowered the step peak from about
 /// 800 to about 500 MiB, and the step took 1.09-1.11 s against 1.15-1.20 s.
@@ -20,7 +20,7 @@ use crate::error::{Error, Result};
 pub fn sliced_width_multiple(kind: Kind, device: Device) -> i64 {
     match kind {
         Kind::BFloat16 | Kind::Half => 64,
-        Kind::Float if onednn_f32_possible(kind, device) => 64,
+        Kind::Float if f32_convolution_possible(device) => 64,
         _ => 1,
     }
 }

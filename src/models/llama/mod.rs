@@ -22,7 +22,7 @@ pub use config::{HfLlamaConfig, LayerSizes, LlamaConfig, RopeScaling};
 pub use kept::{kept_units, ForwardPath, KeptUnits, SLICE_BELOW_KEEP_FRACTION};
 pub use layer::{DecoderLayer, LayerMasks, LayerTaps};
 pub use masks::{layer_masks, Granularity};
-pub use matmul::{cpu_f32_matmul, set_cpu_f32_matmul, CpuF32Matmul};
+pub use matmul::{linear_kernel, set_linear_kernel, LinearKernel};
 pub use model::Llama;
 pub use oracle::LlamaOracle;
 pub use save::save;
