@@ -15,7 +15,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use pgprune::models::llama::{set_linear_kernel, ForwardPath, Granularity, LinearKernel, LlamaOracle};
+use pgprune::models::llama::{set_linear_kernel, ForwardPath, Granularity, LinearKernel, LlamaOracle, MaskThreads};
 use pgprune::models::loading::load_model;
 use pgprune::export::median;
 use pgprune::{BernoulliPolicy, BudgetKind, EmaReinforce, ForwardOracle, Pruner, PrunerSettings, UnitSpace};
@@ -48,11 +48,17 @@ struct Args {
     /// Oracle forward path: auto, masked or sliced.
     #[arg(long, default_value = "auto")]
     path: String,
-    /// Kernels for CPU linear maps, comma-separated: auto, matmul, convolution.
-    /// With more than one, repetitions alternate between them and the report
-    /// adds each one's medians; the main figures are the first one's.
+    /// Kernels for f32 CPU linear maps, comma-separated: auto, matmul,
+    /// convolution. Lists of several variants alternate (see `mask_threads`).
     #[arg(long, default_value = "auto", value_delimiter = ',')]
     linear_kernel: Vec<String>,
+    /// How the K sliced forwards share threads, comma-separated: auto,
+    /// sequential. With more than one entry here or in `linear_kernel`,
+    /// repetitions alternate between the variants (a list of one entry
+    /// applies to every variant), and the report adds each variant's
+    /// medians. The main figures are the first variant's.
+    #[arg(long, default_value = "auto", value_delimiter = ',')]
+    mask_threads: Vec<String>,
     /// Intra-op threads for libtorch; defaults to the number of CPUs.
     #[arg(long)]
     threads: Option<i32>,
@@ -116,7 +122,9 @@ fn process_cpu_seconds() -> Option<f64> {
 /// Wraps the oracle to time its forward passes, so that the rest of a
 /// pruner step (sampling, estimate, update, projection) can be timed on its own.
 struct TimedOracle {
-    inner: LlamaOracle,
+    /// One oracle per variant, all sharing the model's weights.
+    variants: Vec<LlamaOracle>,
+    current: Cell<usize>,
     forward_seconds: Cell<f64>,
 }
 
@@ -124,12 +132,12 @@ impl ForwardOracle for TimedOracle {
     type Batch = Tensor;
 
     fn unit_space(&self) -> &UnitSpace {
-        self.inner.unit_space()
+        self.variants[0].unit_space()
     }
 
     fn losses(&self, batch: &Tensor, masks: &Tensor) -> pgprune::Result<Vec<f64>> {
         let start = Instant::now();
-        let losses = self.inner.losses(batch, masks);
+        let losses = self.variants[self.current.get()].losses(batch, masks);
         self.forward_seconds.set(start.elapsed().as_secs_f64());
         losses
     }
@@ -138,9 +146,24 @@ impl ForwardOracle for TimedOracle {
 /// Learning rate of the timed pruner; its size does not change the timing.
 const LEARNING_RATE: f64 = 0.2;
 
-/// Parses the names given to `--linear-kernel`.
-fn kernel_choices(names: &[String]) -> Result<Vec<LinearKernel>> {
-    names
+/// One configuration that the bench times: a linear kernel and a mask-thread mode.
+#[derive(Debug, Clone, Copy)]
+struct Variant {
+    kernel: LinearKernel,
+    mask_threads: MaskThreads,
+}
+
+impl Variant {
+    fn label(&self) -> String {
+        format!("{:?}/{:?}", self.kernel, self.mask_threads).to_lowercase()
+    }
+}
+
+/// Parses `--linear-kernel` and `--mask-threads` into variants; a list of
+/// one entry applies to every variant.
+fn variants(args: &Args) -> Result<Vec<Variant>> {
+    let kernels = args
+        .linear_kernel
         .iter()
         .map(|name| match name.as_str() {
             "auto" => Ok(LinearKernel::Auto),
@@ -148,11 +171,32 @@ fn kernel_choices(names: &[String]) -> Result<Vec<LinearKernel>> {
             "convolution" => Ok(LinearKernel::Convolution),
             other => anyhow::bail!("unknown --linear-kernel '{other}': use auto, matmul or convolution"),
         })
-        .collect()
+        .collect::<Result<Vec<_>>>()?;
+    let modes = args
+        .mask_threads
+        .iter()
+        .map(|name| match name.as_str() {
+            "auto" => Ok(MaskThreads::Auto),
+            "sequential" => Ok(MaskThreads::Sequential),
+            other => anyhow::bail!("unknown --mask-threads '{other}': use auto or sequential"),
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let count = kernels.len().max(modes.len());
+    let pick = |len: usize, i: usize| if len == 1 { 0 } else { i };
+    anyhow::ensure!(
+        [kernels.len(), modes.len()].iter().all(|&n| n == 1 || n == count),
+        "--linear-kernel and --mask-threads need the same number of entries, or one"
+    );
+    Ok((0..count)
+        .map(|i| Variant {
+            kernel: kernels[pick(kernels.len(), i)],
+            mask_threads: modes[pick(modes.len(), i)],
+        })
+        .collect())
 }
 
 fn time_dtype(args: &Args, path: &Path, dtype: &str, retained: bool) -> Result<serde_json::Value> {
-    let choices = kernel_choices(&args.linear_kernel)?;
+    let variants = variants(args)?;
     let kind = match dtype {
         "f32" => Kind::Float,
         "bf16" => Kind::BFloat16,
@@ -173,18 +217,31 @@ fn time_dtype(args: &Args, path: &Path, dtype: &str, retained: bool) -> Result<s
         "sliced" => ForwardPath::Sliced,
         other => anyhow::bail!("unknown path '{other}': use auto, masked or sliced"),
     };
-    let oracle = LlamaOracle::new(loaded.model, Granularity::new(true, true, false)?).with_forward_path(path_choice);
-    let num_units = oracle.unit_space().num_units();
+    let granularity = Granularity::new(true, true, false)?;
+    let timed = TimedOracle {
+        variants: variants
+            .iter()
+            .map(|v| {
+                LlamaOracle::new(loaded.model.shallow_clone(), granularity)
+                    .with_forward_path(path_choice)
+                    .with_mask_threads(v.mask_threads)
+            })
+            .collect(),
+        current: Cell::new(0),
+        forward_seconds: Cell::new(0.0),
+    };
+    let num_units = timed.unit_space().num_units();
     tch::manual_seed(args.seed as i64);
     let tokens = Tensor::randint(vocab, [args.batch, args.seq_len], (Kind::Int64, Device::Cpu));
     let dense_mask = Tensor::ones([1, num_units as i64], (Kind::Float, Device::Cpu));
-    // dense[c] and step[c] hold the timings under choices[c].
-    let mut dense = vec![Vec::new(); choices.len()];
+    // dense[v] and step[v] hold the timings of variants[v].
+    let mut dense = vec![Vec::new(); variants.len()];
     for repeat in 0..=args.repeats {
-        for (c, &choice) in choices.iter().enumerate() {
-            set_linear_kernel(choice);
+        for (c, variant) in variants.iter().enumerate() {
+            set_linear_kernel(variant.kernel);
+            timed.current.set(c);
             let start = Instant::now();
-            oracle.losses(&tokens, &dense_mask)?;
+            timed.losses(&tokens, &dense_mask)?;
             if repeat > 0 {
                 // Repetition 0 is a warm-up.
                 dense[c].push(start.elapsed().as_secs_f64());
@@ -192,24 +249,21 @@ fn time_dtype(args: &Args, path: &Path, dtype: &str, retained: bool) -> Result<s
         }
     }
 
-    let space = oracle.unit_space().clone();
+    let space = timed.unit_space().clone();
     let budgets = space.budgets(BudgetKind::PerKind, 1.0 - args.sparsity)?;
     let policy = BernoulliPolicy::constant(&space, budgets, 1.0 - args.sparsity)?;
-    let timed = TimedOracle {
-        inner: oracle,
-        forward_seconds: Cell::new(0.0),
-    };
-    let total_steps = (args.repeats as u64 + 1) * choices.len() as u64;
+    let total_steps = (args.repeats as u64 + 1) * variants.len() as u64;
     let settings = PrunerSettings::reference(total_steps, LEARNING_RATE, args.seed);
     let mut pruner = Pruner::new(policy, timed, EmaReinforce::reference(), settings)?;
 
-    let mut step = vec![Vec::new(); choices.len()];
+    let mut step = vec![Vec::new(); variants.len()];
     let mut step_cpu = Vec::new();
     let mut update = Vec::new();
     let mut losses_seen = Vec::new();
     for repeat in 0..=args.repeats {
-        for (c, &choice) in choices.iter().enumerate() {
-            set_linear_kernel(choice);
+        for (c, variant) in variants.iter().enumerate() {
+            set_linear_kernel(variant.kernel);
+            pruner.oracle().current.set(c);
             let cpu_start = process_cpu_seconds().unwrap_or(f64::NAN);
             let start = Instant::now();
             let outcome = pruner.step(&tokens)?;
@@ -224,11 +278,10 @@ fn time_dtype(args: &Args, path: &Path, dtype: &str, retained: bool) -> Result<s
             }
         }
     }
-    let by_choice: serde_json::Map<String, serde_json::Value> = args
-        .linear_kernel
+    let by_variant: serde_json::Map<String, serde_json::Value> = variants
         .iter()
         .zip(step.iter().zip(&dense))
-        .map(|(name, (s, d))| (name.clone(), serde_json::json!({"step_seconds": median(s), "dense_forward_seconds": median(d)})))
+        .map(|(v, (s, d))| (v.label(), serde_json::json!({"step_seconds": median(s), "dense_forward_seconds": median(d)})))
         .collect();
 
     let step_median = median(&step[0]);
@@ -239,8 +292,8 @@ fn time_dtype(args: &Args, path: &Path, dtype: &str, retained: bool) -> Result<s
         "retain_freed_memory": retained,
         "dtype": dtype,
         "path": args.path,
-        "linear_kernel": args.linear_kernel[0],
-        "medians_by_linear_kernel": by_choice,
+        "variant": variants[0].label(),
+        "medians_by_variant": by_variant,
         "threads": tch::get_num_threads(),
         "batch": args.batch,
         "seq_len": args.seq_len,
@@ -270,7 +323,7 @@ fn main() -> Result<()> {
     if let Some(threads) = args.threads {
         tch::set_num_threads(threads);
     }
-    kernel_choices(&args.linear_kernel)?;
+    variants(&args)?;
     let path = match &args.model {
         Some(p) => p.clone(),
         None => PathBuf::from(std::env::var("PGPRUNE_MODEL").context("set $PGPRUNE_MODEL or pass --model")?),

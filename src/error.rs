@@ -101,6 +101,10 @@ pub enum Error {
     #[error("output folder {path} already exists and is not empty; choose another folder or allow overwriting it (the `overwrite` option)")]
     OutputExists { path: PathBuf },
 
+    /// A thread that ran forward passes panicked.
+    #[error("a forward worker thread panicked: {reason}")]
+    WorkerPanic { reason: String },
+
     /// Drawing a chart failed.
     #[error("cannot draw chart: {reason}")]
     Chart { reason: String },

@@ -5,7 +5,7 @@ mod llama_common;
 use std::path::PathBuf;
 
 use llama_common::load;
-use pgprune::models::llama::{kept_units, ForwardPath, Granularity, Llama, LlamaOracle};
+use pgprune::models::llama::{kept_units, ForwardPath, Granularity, Llama, LlamaOracle, MaskThreads};
 use pgprune::models::loading::load_model;
 use pgprune::ForwardOracle;
 use rand::{Rng, SeedableRng};
@@ -72,6 +72,25 @@ fn sliced_equals_masked_on_fixtures() {
             assert_close(&label, &expected, &sliced.losses(&tokens, &masks).unwrap(), F32_TOLERANCE);
             assert_close(&label, &expected, &auto.losses(&tokens, &masks).unwrap(), F32_TOLERANCE);
         }
+    }
+}
+
+#[test]
+fn concurrent_masks_match_sequential_bf16() {
+    // Two libtorch threads, so that Auto runs the masks on worker threads.
+    tch::set_num_threads(2);
+    let mut rng = ChaCha8Rng::seed_from_u64(17);
+    for name in ["llama2_mha", "llama3_gqa", "mistral_window"] {
+        let sequential = oracle(load(name, Kind::BFloat16), all_granularities(), ForwardPath::Sliced)
+            .with_mask_threads(MaskThreads::Sequential);
+        let concurrent = oracle(load(name, Kind::BFloat16), all_granularities(), ForwardPath::Sliced);
+        assert!(MaskThreads::Auto.workers(3, tch::get_num_threads(), Kind::BFloat16, Device::Cpu) > 1);
+        let tokens = token_batch(&mut rng, 2, 16, sequential.model().config.vocab_size);
+        let masks = random_masks(&mut rng, 3, sequential.unit_space().num_units(), 0.5);
+        let expected = sequential.losses(&tokens, &masks).unwrap();
+        assert_close(name, &expected, &concurrent.losses(&tokens, &masks).unwrap(), 1e-2);
+        // Distinct losses per mask, so that a mix-up of masks would fail above.
+        assert!((expected[0] - expected[1]).abs() > 1e-2 || (expected[1] - expected[2]).abs() > 1e-2);
     }
 }
 

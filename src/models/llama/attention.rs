@@ -21,6 +21,20 @@ pub struct Attention {
 }
 
 impl Attention {
+    /// Returns a handle that shares this block's weights.
+    pub fn shallow_clone(&self) -> Attention {
+        Attention {
+            input_layernorm: self.input_layernorm.shallow_clone(),
+            q_proj: self.q_proj.shallow_clone(),
+            k_proj: self.k_proj.shallow_clone(),
+            v_proj: self.v_proj.shallow_clone(),
+            o_proj: self.o_proj.shallow_clone(),
+            num_heads: self.num_heads,
+            num_key_value_heads: self.num_key_value_heads,
+            head_dim: self.head_dim,
+        }
+    }
+
     /// Parameters of the block, its norm included.
     pub fn num_parameters(&self) -> u64 {
         self.input_layernorm.numel() as u64

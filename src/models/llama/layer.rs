@@ -64,6 +64,14 @@ fn scale_rows(x: Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
 }
 
 impl DecoderLayer {
+    /// Returns a handle that shares this layer's weights.
+    pub fn shallow_clone(&self) -> DecoderLayer {
+        DecoderLayer {
+            self_attn: self.self_attn.as_ref().map(Attention::shallow_clone),
+            mlp: self.mlp.as_ref().map(Mlp::shallow_clone),
+        }
+    }
+
     /// Runs the layer on `hidden` `[rows, seq, hidden]`.
     pub(crate) fn forward(
         &self,

@@ -25,6 +25,14 @@ impl Linear {
         super::matmul::linear(x, &self.weight, self.bias.as_ref())
     }
 
+    /// Returns a handle that shares this layer's weight and bias storage.
+    pub fn shallow_clone(&self) -> Linear {
+        Linear {
+            weight: self.weight.shallow_clone(),
+            bias: self.bias.as_ref().map(Tensor::shallow_clone),
+        }
+    }
+
     /// Parameter count of the weight and bias.
     pub fn num_parameters(&self) -> u64 {
         let bias = self.bias.as_ref().map_or(0, |b| b.numel());

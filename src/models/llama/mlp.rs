@@ -36,6 +36,17 @@ pub struct Mlp {
 }
 
 impl Mlp {
+    /// Returns a handle that shares this block's weights.
+    pub fn shallow_clone(&self) -> Mlp {
+        Mlp {
+            post_attention_layernorm: self.post_attention_layernorm.shallow_clone(),
+            gate_proj: self.gate_proj.shallow_clone(),
+            up_proj: self.up_proj.shallow_clone(),
+            down_proj: self.down_proj.shallow_clone(),
+            intermediate_size: self.intermediate_size,
+        }
+    }
+
     /// Parameters of the block, its norm included.
     pub fn num_parameters(&self) -> u64 {
         self.post_attention_layernorm.numel() as u64

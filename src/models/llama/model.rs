@@ -164,6 +164,20 @@ impl Llama {
         self.kind
     }
 
+    /// Returns a handle that shares every weight with this model, for
+    /// example to run forwards on another thread. Copies no tensor data.
+    pub fn shallow_clone(&self) -> Llama {
+        Llama {
+            config: self.config.clone(),
+            embed_tokens: self.embed_tokens.shallow_clone(),
+            layers: self.layers.iter().map(DecoderLayer::shallow_clone).collect(),
+            norm: self.norm.shallow_clone(),
+            lm_head: self.lm_head.shallow_clone(),
+            kind: self.kind,
+            device: self.device,
+        }
+    }
+
     pub fn device(&self) -> Device {
         self.device
     }

@@ -5,6 +5,7 @@ use tch::{Kind, Tensor};
 
 use super::kept::{kept_units, ForwardPath, KeptUnits, SLICE_BELOW_KEEP_FRACTION};
 use super::loss::next_token_nll_sums;
+use super::mask_threads::{concurrent_mask_losses, sliced_mask_loss, MaskThreads};
 use super::masks::{layer_masks, Granularity};
 use super::model::Llama;
 use crate::error::{Error, Result};
@@ -17,6 +18,7 @@ pub struct LlamaOracle {
     granularity: Granularity,
     space: UnitSpace,
     path: ForwardPath,
+    mask_threads: MaskThreads,
 }
 
 impl LlamaOracle {
@@ -29,7 +31,18 @@ impl LlamaOracle {
             granularity,
             space,
             path: ForwardPath::Auto,
+            mask_threads: MaskThreads::Auto,
         }
+    }
+
+    /// Sets how the sliced forwards of one call share the CPU threads.
+    pub fn with_mask_threads(mut self, mask_threads: MaskThreads) -> Self {
+        self.mask_threads = mask_threads;
+        self
+    }
+
+    pub fn mask_threads(&self) -> MaskThreads {
+        self.mask_threads
     }
 
     /// Sets how [`ForwardOracle::losses`] evaluates masks.
@@ -131,16 +144,17 @@ impl LlamaOracle {
 
     /// Mean losses of K binary masks from one forward per mask, each block
     /// sliced to its kept units when its kept fraction is below `slice_below`.
+    /// Masks run on worker threads as [`MaskThreads`] decides.
     fn sliced_losses(&self, batch: &Tensor, kept: &[Vec<KeptUnits>], slice_below: f64) -> Result<Vec<f64>> {
-        let (batch_size, seq) = batch.size2()?;
         let tokens = batch.f_to_device(self.model.device())?;
         let hidden = self.model.embed(&tokens)?; // [batch, seq, hidden]
-        let mut losses = Vec::with_capacity(kept.len());
-        for mask_kept in kept {
-            let normed = self.model.final_hidden_kept(&hidden, mask_kept, slice_below)?;
-            let total = next_token_nll_sums(&self.model.lm_head, &normed, &tokens)?.f_sum(Kind::Double)?;
-            losses.push(total.double_value(&[]) / (batch_size * (seq - 1)) as f64);
+        let threads = tch::get_num_threads();
+        let workers = self.mask_threads.workers(kept.len(), threads, self.model.kind(), self.model.device());
+        if workers > 1 {
+            return concurrent_mask_losses(&self.model, &hidden, &tokens, kept, slice_below, workers, threads);
         }
-        Ok(losses)
+        kept.iter()
+            .map(|mask_kept| sliced_mask_loss(&self.model, &hidden, &tokens, mask_kept, slice_below))
+            .collect()
     }
 }
