@@ -76,21 +76,23 @@ fn sliced_equals_masked_on_fixtures() {
 }
 
 #[test]
-fn concurrent_masks_match_sequential_bf16() {
+fn concurrent_masks_match_sequential() {
     // Two libtorch threads, so that Auto runs the masks on worker threads.
     tch::set_num_threads(2);
+    assert!(MaskThreads::Auto.workers(3, tch::get_num_threads(), Device::Cpu) > 1);
     let mut rng = ChaCha8Rng::seed_from_u64(17);
-    for name in ["llama2_mha", "llama3_gqa", "mistral_window"] {
-        let sequential = oracle(load(name, Kind::BFloat16), all_granularities(), ForwardPath::Sliced)
-            .with_mask_threads(MaskThreads::Sequential);
-        let concurrent = oracle(load(name, Kind::BFloat16), all_granularities(), ForwardPath::Sliced);
-        assert!(MaskThreads::Auto.workers(3, tch::get_num_threads(), Kind::BFloat16, Device::Cpu) > 1);
+    let cases = [(Kind::Float, 1e-4), (Kind::BFloat16, 1e-2)];
+    for ((kind, tolerance), name) in cases.iter().flat_map(|&c| ["llama2_mha", "llama3_gqa", "mistral_window"].map(|n| (c, n))) {
+        let sequential = oracle(load(name, kind), all_granularities(), ForwardPath::Sliced).with_mask_threads(MaskThreads::Sequential);
+        let concurrent = oracle(load(name, kind), all_granularities(), ForwardPath::Sliced);
         let tokens = token_batch(&mut rng, 2, 16, sequential.model().config.vocab_size);
         let masks = random_masks(&mut rng, 3, sequential.unit_space().num_units(), 0.5);
         let expected = sequential.losses(&tokens, &masks).unwrap();
-        assert_close(name, &expected, &concurrent.losses(&tokens, &masks).unwrap(), 1e-2);
+        let label = format!("{name} {kind:?}");
+        assert_close(&label, &expected, &concurrent.losses(&tokens, &masks).unwrap(), tolerance);
         // Distinct losses per mask, so that a mix-up of masks would fail above.
-        assert!((expected[0] - expected[1]).abs() > 1e-2 || (expected[1] - expected[2]).abs() > 1e-2);
+        let distinct = (expected[0] - expected[1]).abs().max((expected[1] - expected[2]).abs());
+        assert!(distinct > tolerance, "{label}: the masks' losses differ by only {distinct}");
     }
 }
 

@@ -4,10 +4,11 @@
 //! image whose channels are the input features. In channels-last layout
 //! that image has the memory of the `[rows, in]` input, and the output has
 //! the memory of `[rows, out]`, so the convolution reads and writes the same
-//! buffers as the matmul, without copies. With more than one thread,
-//! libtorch 2.13 runs it as oneDNN's `brgconv_1x1` kernel after reordering
-//! the weight (checked with `ONEDNN_VERBOSE=1`). With one thread, f32
-//! convolutions of this shape run in libtorch's own code instead.
+//! buffers as the matmul, without copies. The rows may also be split into
+//! a batch of images. With more than one thread, libtorch 2.13 runs the
+//! convolution as oneDNN's `brgconv_1x1` kernel after reordering the weight
+//! (checked with `ONEDNN_VERBOSE=1`). With one thread it does so only for a
+//! batch of at least 16 images, and runs its own convolution code otherwise.
 //!
 //! libtorch runs an f32 `linear` on the CPU through BLAS (MKL). On the
 //! 2-core AMD EPYC test machine, at 1,024 rows, two-thread MKL reached 178
@@ -32,13 +33,19 @@ use crate::error::Result;
 /// for the narrowest shape (192 outputs) at 512 rows.
 pub const CONVOLUTION_MIN_ROWS: i64 = 512;
 
+/// Images the rows are split into where they divide evenly. libtorch runs a
+/// single-thread 1x1 convolution on oneDNN only for a batch of at least 16
+/// images (checked with `ONEDNN_VERBOSE=1`).
+const IMAGES: i64 = 16;
+
 /// The kernel behind f32 linear maps on the CPU. Other dtypes and devices
 /// always use libtorch's `linear`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum LinearKernel {
-    /// The convolution where libtorch runs on more than one thread, the
-    /// input has at least [`CONVOLUTION_MIN_ROWS`] rows and the weight is
-    /// contiguous; libtorch's `linear` otherwise.
+    /// The convolution where the input has at least
+    /// [`CONVOLUTION_MIN_ROWS`] rows, the weight is contiguous, and libtorch
+    /// runs on more than one thread or the rows split evenly into 16 images;
+    /// libtorch's `linear` otherwise.
     #[default]
     Auto,
     /// Always libtorch's `linear`, as `torch.nn.functional.linear` does.
@@ -79,11 +86,11 @@ pub fn linear_kernel() -> LinearKernel {
 }
 
 /// Returns whether f32 linear maps of large inputs on `device` may run as
-/// oneDNN convolutions under the current choice and libtorch's thread
-/// count. The sliced forward then rounds its f32 widths, as it does in bf16
-/// (see [`sliced_width_multiple`](super::mlp::sliced_width_multiple)).
+/// oneDNN convolutions under the current choice. The sliced forward then
+/// rounds its f32 widths, as it does in bf16 (see
+/// [`sliced_width_multiple`](super::mlp::sliced_width_multiple)).
 pub fn f32_convolution_possible(device: Device) -> bool {
-    device == Device::Cpu && linear_kernel() != LinearKernel::Matmul && tch::get_num_threads() > 1
+    device == Device::Cpu && linear_kernel() != LinearKernel::Matmul
 }
 
 /// Returns whether one linear map over `rows` inputs runs as a convolution.
@@ -91,7 +98,7 @@ fn use_convolution(choice: LinearKernel, rows: i64, threads: i32, weight_contigu
     weight_contiguous
         && rows > 0
         && match choice {
-            LinearKernel::Auto => threads > 1 && rows >= CONVOLUTION_MIN_ROWS,
+            LinearKernel::Auto => rows >= CONVOLUTION_MIN_ROWS && (threads > 1 || rows % IMAGES == 0),
             LinearKernel::Matmul => false,
             LinearKernel::Convolution => true,
         }
@@ -115,10 +122,11 @@ pub fn convolution_linear(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>) ->
     let (out, inputs) = weight.size2()?;
     let mut shape = x.size();
     let rows = x.numel() as i64 / inputs.max(1);
-    // [rows, in] memory seen as a [1, in, rows, 1] channels-last image.
-    let image = x.f_contiguous()?.f_view([1, rows, 1, inputs])?.f_permute([0, 3, 1, 2])?;
+    let images = if rows % IMAGES == 0 { IMAGES } else { 1 };
+    // [rows, in] memory seen as [images, in, rows / images, 1] channels-last images.
+    let image = x.f_contiguous()?.f_view([images, rows / images, 1, inputs])?.f_permute([0, 3, 1, 2])?;
     let filters = weight.f_view([out, inputs, 1, 1])?;
-    let y = image.f_conv2d(&filters, bias, [1, 1], [0, 0], [1, 1], 1)?; // [1, out, rows, 1]
+    let y = image.f_conv2d(&filters, bias, [1, 1], [0, 0], [1, 1], 1)?; // [images, out, rows / images, 1]
     if let Some(last) = shape.last_mut() {
         *last = out;
     }
@@ -137,15 +145,18 @@ mod tests {
 
     #[test]
     fn convolution_matches_linear() {
-        let x = wave(&[3, 50, 24], 0.37); // 150 rows
-        let weight = wave(&[40, 24], 0.11);
-        let bias = wave(&[40], 0.7);
-        let expected = x.linear(&weight, Some(&bias));
-        let y = convolution_linear(&x, &weight, Some(&bias)).unwrap();
-        assert_eq!(y.size(), vec![3, 50, 40]);
-        let gap = f64::try_from((y - &expected).abs().max()).unwrap();
-        let scale = f64::try_from(expected.abs().max()).unwrap();
-        assert!(gap < 1e-5 * scale, "convolution differs from libtorch's by {gap} (scale {scale})");
+        // 150 rows form one image; 192 rows split into 16 images.
+        for seq in [50, 64] {
+            let x = wave(&[3, seq, 24], 0.37);
+            let weight = wave(&[40, 24], 0.11);
+            let bias = wave(&[40], 0.7);
+            let expected = x.linear(&weight, Some(&bias));
+            let y = convolution_linear(&x, &weight, Some(&bias)).unwrap();
+            assert_eq!(y.size(), vec![3, seq, 40]);
+            let gap = f64::try_from((y - &expected).abs().max()).unwrap();
+            let scale = f64::try_from(expected.abs().max()).unwrap();
+            assert!(gap < 1e-5 * scale, "{seq} positions: convolution differs from libtorch's by {gap} (scale {scale})");
+        }
     }
 
     #[test]
@@ -162,7 +173,9 @@ mod tests {
     fn choice_by_rows_and_threads() {
         assert!(use_convolution(LinearKernel::Auto, CONVOLUTION_MIN_ROWS, 2, true));
         assert!(!use_convolution(LinearKernel::Auto, CONVOLUTION_MIN_ROWS - 1, 2, true));
-        assert!(!use_convolution(LinearKernel::Auto, 1024, 1, true));
+        assert!(use_convolution(LinearKernel::Auto, 1024, 1, true));
+        assert!(!use_convolution(LinearKernel::Auto, 1000, 1, true));
+        assert!(use_convolution(LinearKernel::Auto, 1000, 2, true));
         assert!(!use_convolution(LinearKernel::Auto, 1024, 2, false));
         assert!(!use_convolution(LinearKernel::Matmul, 1024, 2, true));
         assert!(use_convolution(LinearKernel::Convolution, 1, 1, true));

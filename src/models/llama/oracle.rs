@@ -149,7 +149,7 @@ impl LlamaOracle {
         let tokens = batch.f_to_device(self.model.device())?;
         let hidden = self.model.embed(&tokens)?; // [batch, seq, hidden]
         let threads = tch::get_num_threads();
-        let workers = self.mask_threads.workers(kept.len(), threads, self.model.kind(), self.model.device());
+        let workers = self.mask_threads.workers(kept.len(), threads, self.model.device());
         if workers > 1 {
             return concurrent_mask_losses(&self.model, &hidden, &tokens, kept, slice_below, workers, threads);
         }
