@@ -94,16 +94,22 @@ const HEAP_ALLOCATION_LIMIT: i32 = 1 << 30;
 /// from the heap and the heap is not trimmed, so a step reuses the pages of
 /// the previous step. The process keeps its peak heap size until it exits.
 ///
+/// All threads also share one heap (glibc's `M_ARENA_MAX` = 1). Otherwise
+/// each thread that scores masks keeps its own untrimmed heap: on the 2-core
+/// test machine two such threads raised the f32 step peak from 781 to 851
+/// MiB, with no change in step time.
+///
 /// This changes a process-wide setting: call it once at start-up, before
 /// loading a model, from a binary rather than from library code. It does
 /// nothing and returns `false` on targets other than Linux with glibc.
 pub fn retain_freed_memory() -> bool {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
-        // SAFETY: mallopt only updates allocator parameters, and both values are in range.
+        // SAFETY: mallopt only updates allocator parameters, and all values are in range.
         unsafe {
             libc::mallopt(libc::M_MMAP_THRESHOLD, HEAP_ALLOCATION_LIMIT) == 1
                 && libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX) == 1
+                && libc::mallopt(libc::M_ARENA_MAX, 1) == 1
         }
     }
     #[cfg(not(all(target_os = "linux", target_env = "gnu")))]

@@ -42,13 +42,17 @@ def parse_args():
 
 
 # glibc mallopt parameters and the values pgprune::runtime::retain_freed_memory sets.
-M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD, M_ARENA_MAX = -1, -3, -8
 HEAP_ALLOCATION_LIMIT, NEVER_TRIM = 1 << 30, 2**31 - 1
 
 
 def retain_freed_memory():
     libc = ctypes.CDLL("libc.so.6")
-    return bool(libc.mallopt(M_MMAP_THRESHOLD, HEAP_ALLOCATION_LIMIT) and libc.mallopt(M_TRIM_THRESHOLD, NEVER_TRIM))
+    return bool(
+        libc.mallopt(M_MMAP_THRESHOLD, HEAP_ALLOCATION_LIMIT)
+        and libc.mallopt(M_TRIM_THRESHOLD, NEVER_TRIM)
+        and libc.mallopt(M_ARENA_MAX, 1)
+    )
 
 
 def status_mib(field):
