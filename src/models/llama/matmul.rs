@@ -4,8 +4,8 @@
 //! image whose channels are the input features. In channels-last layout
 //! that image has the memory of the `[rows, in]` input, and the output has
 //! the memory of `[rows, out]`, so the convolution reads and writes the same
-//! buffers as the matmul, without copies. The rows may also be split into
-//! a batch of images. With more than one thread, libtorch 2.13 runs the
+//! buffers as the matmul, without copies. On a single thread the rows are
+//! split into a batch of 16 images. With more than one thread, libtorch 2.13 runs the
 //! convolution as oneDNN's `brgconv_1x1` kernel after reordering the weight
 //! (checked with `ONEDNN_VERBOSE=1`). With one thread it does so only for a
 //! batch of at least 16 images, and runs its own convolution code otherwise.
@@ -33,9 +33,10 @@ use crate::error::Result;
 /// for the narrowest shape (192 outputs) at 512 rows.
 pub const CONVOLUTION_MIN_ROWS: i64 = 512;
 
-/// Images the rows are split into where they divide evenly. libtorch runs a
-/// single-thread 1x1 convolution on oneDNN only for a batch of at least 16
-/// images (checked with `ONEDNN_VERBOSE=1`).
+/// Images the rows are split into on a single thread, where they divide
+/// evenly. libtorch runs a single-thread 1x1 convolution on oneDNN only for
+/// a batch of at least 16 images (checked with `ONEDNN_VERBOSE=1`). With two
+/// threads, 16 images ran slower than one at 128 to 512 rows.
 const IMAGES: i64 = 16;
 
 /// The kernel behind f32 linear maps on the CPU. Other dtypes and devices
@@ -122,7 +123,8 @@ pub fn convolution_linear(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>) ->
     let (out, inputs) = weight.size2()?;
     let mut shape = x.size();
     let rows = x.numel() as i64 / inputs.max(1);
-    let images = if rows % IMAGES == 0 { IMAGES } else { 1 };
+    let single_thread = tch::get_num_threads() == 1;
+    let images = if single_thread && rows % IMAGES == 0 { IMAGES } else { 1 };
     // [rows, in] memory seen as [images, in, rows / images, 1] channels-last images.
     let image = x.f_contiguous()?.f_view([images, rows / images, 1, inputs])?.f_permute([0, 3, 1, 2])?;
     let filters = weight.f_view([out, inputs, 1, 1])?;
