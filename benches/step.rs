@@ -52,7 +52,7 @@ struct Args {
     /// convolution. Lists of several variants alternate (see `mask_threads`).
     #[arg(long, default_value = "auto", value_delimiter = ',')]
     linear_kernel: Vec<String>,
-    /// How the K sliced forwards share threads, comma-separated: auto,
+    /// Thread layouts of the K sliced forwards, comma-separated: auto,
     /// sequential. With more than one entry here or in `linear_kernel`,
     /// repetitions alternate between the variants (a list of one entry
     /// applies to every variant), and the report adds each variant's

@@ -30,7 +30,9 @@ use crate::error::Result;
 /// convolution. In the f32 kernels bench above, the convolution took 1.01
 /// to 1.22 times the matmul's time at 8 rows and 0.76 to 1.08 at 128 rows.
 /// At 512 and 1,024 rows it took 0.79 to 0.99, apart from 1.07 and 1.09
-/// for the narrowest shape (192 outputs) at 512 rows.
+/// for the narrowest shape (192 outputs) at 512 rows. On one thread
+/// (`--threads 1`, 16 images) it took 1.01 to 1.96 times the matmul's time
+/// at 8 to 128 rows, 0.96 to 1.01 at 512 rows and 0.89 to 0.95 at 1,024.
 pub const CONVOLUTION_MIN_ROWS: i64 = 512;
 
 /// Images the rows are split into on a single thread, where they divide
