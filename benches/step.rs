@@ -159,28 +159,27 @@ impl Variant {
     }
 }
 
+/// Looks up each of `names`, given to `flag`, in `choices`.
+fn parse_choices<T: Copy>(flag: &str, names: &[String], choices: &[(&str, T)]) -> Result<Vec<T>> {
+    names
+        .iter()
+        .map(|name| match choices.iter().find(|(known, _)| known == name) {
+            Some(&(_, value)) => Ok(value),
+            None => {
+                let known: Vec<&str> = choices.iter().map(|(known, _)| *known).collect();
+                anyhow::bail!("invalid {flag} '{name}': use one of {}", known.join(", "))
+            }
+        })
+        .collect()
+}
+
 /// Parses `--linear-kernel` and `--mask-threads` into variants; a list of
 /// one entry applies to every variant.
 fn variants(args: &Args) -> Result<Vec<Variant>> {
-    let kernels = args
-        .linear_kernel
-        .iter()
-        .map(|name| match name.as_str() {
-            "auto" => Ok(LinearKernel::Auto),
-            "matmul" => Ok(LinearKernel::Matmul),
-            "convolution" => Ok(LinearKernel::Convolution),
-            other => anyhow::bail!("unknown --linear-kernel '{other}': use auto, matmul or convolution"),
-        })
-        .collect::<Result<Vec<_>>>()?;
-    let modes = args
-        .mask_threads
-        .iter()
-        .map(|name| match name.as_str() {
-            "auto" => Ok(MaskThreads::Auto),
-            "sequential" => Ok(MaskThreads::Sequential),
-            other => anyhow::bail!("unknown --mask-threads '{other}': use auto or sequential"),
-        })
-        .collect::<Result<Vec<_>>>()?;
+    let kernel_choices = [("auto", LinearKernel::Auto), ("matmul", LinearKernel::Matmul), ("convolution", LinearKernel::Convolution)];
+    let kernels = parse_choices("--linear-kernel", &args.linear_kernel, &kernel_choices)?;
+    let mode_choices = [("auto", MaskThreads::Auto), ("sequential", MaskThreads::Sequential)];
+    let modes = parse_choices("--mask-threads", &args.mask_threads, &mode_choices)?;
     let count = kernels.len().max(modes.len());
     let pick = |len: usize, i: usize| if len == 1 { 0 } else { i };
     anyhow::ensure!(

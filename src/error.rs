@@ -102,7 +102,7 @@ pub enum Error {
     OutputExists { path: PathBuf },
 
     /// A thread that ran forward passes panicked.
-    #[error("a forward worker thread panicked: {reason}")]
+    #[error("a forward worker thread panicked: {reason}; set MaskThreads::Sequential on the oracle to run the masks on the calling thread")]
     WorkerPanic { reason: String },
 
     /// Drawing a chart failed.

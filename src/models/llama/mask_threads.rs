@@ -52,7 +52,7 @@ pub(super) fn sliced_mask_loss(model: &Llama, hidden: &Tensor, tokens: &Tensor, 
 }
 
 /// Computes [`sliced_mask_loss`] for every mask of `kept` on `workers`
-/// threads; worker `w` takes masks `w`, `w + workers`, and so on. Each worker
+/// threads. Worker `w` takes masks `w`, `w + workers`, and so on. Each worker
 /// sets its own libtorch thread count, and this thread's count is set back
 /// to `threads` afterwards, because libtorch also stores the last count
 /// set as the default for new threads.

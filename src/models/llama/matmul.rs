@@ -47,7 +47,7 @@ const IMAGES: i64 = 16;
 pub enum LinearKernel {
     /// The convolution where the input has at least
     /// [`CONVOLUTION_MIN_ROWS`] rows, the weight is contiguous, and libtorch
-    /// runs on more than one thread or the rows split evenly into 16 images;
+    /// runs on more than one thread or the rows split evenly into 16 images.
     /// libtorch's `linear` otherwise.
     #[default]
     Auto,

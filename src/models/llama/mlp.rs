@@ -10,7 +10,7 @@ use crate::error::{Error, Result};
 /// channel count in `kind` on `device`, padding with zero weights.
 ///
 /// oneDNN, which runs bf16 and f16 matmuls on the CPU, and f32 ones where
-/// [`f32_convolution_possible`] says so, compiles and caches a kernel per
+/// [`f32_convolution_possible`] allows it, compiles and caches a kernel per
 /// matmul shape. Unrounded counts give one shape per kept count, so the cache grew
 /// by hundreds of MiB. In bf16 step-bench runs on a 2-core AMD EPYC
 /// (SmolLM2, 9 repetitions), rounding to 64 lowered the step peak from about
