@@ -305,6 +305,7 @@ fn time_dtype(args: &Args, path: &Path, dtype: &str, retained: bool) -> Result<s
         "dense_tokens_per_second": (args.batch * args.seq_len) as f64 / dense_median,
         "policy_update_seconds": update_median,
         "policy_update_share": update_median / step_median,
+        "policy_update_max_seconds": update.iter().copied().fold(0.0, f64::max),
         "mean_loss": losses_seen.iter().sum::<f64>() / losses_seen.len() as f64,
         "peak_rss_mib": load_peak.zip(peak_rss_mib()).map(|(a, b)| a.max(b)),
         "weights_mib": weights,

@@ -1,7 +1,7 @@
 //! Optimisers and learning-rate schedules for the keep probabilities.
 //!
-//! They work on plain `f64` tensors and return the update to add to the
-//! parameters, so the policy decides how to apply and project it.
+//! They take a gradient and return the update to add to the parameters, both
+//! `f64` tensors, so the policy decides how to apply and project it.
 
 use std::f64::consts::PI;
 
@@ -101,8 +101,8 @@ pub struct OptimizerState {
 #[derive(Debug)]
 pub struct Optimizer {
     kind: OptimizerKind,
-    first_moment: Option<Tensor>,
-    second_moment: Option<Tensor>,
+    first_moment: Option<Vec<f64>>,
+    second_moment: Option<Vec<f64>>,
     updates: u64,
 }
 
@@ -123,40 +123,46 @@ impl Optimizer {
 
     /// Returns the update `delta` for gradient `grad` (`[num_units]`) at
     /// learning rate `lr`; the caller adds it to the parameters.
+    ///
+    /// The arithmetic runs in loops over copied-out values: libtorch would
+    /// split each operation on this many units over its threads, and on a
+    /// busy machine waking those threads cost more than the work.
     pub fn update(&mut self, grad: &Tensor, lr: f64) -> Result<Tensor> {
-        let grad = grad.to_kind(Kind::Double);
+        let grad = Vec::<f64>::try_from(&grad.to_kind(Kind::Double))?;
+        for moment in [&self.first_moment, &self.second_moment].into_iter().flatten() {
+            if moment.len() != grad.len() {
+                return Err(Error::Shape {
+                    what: "gradient (one entry per optimiser moment)".into(),
+                    expected: vec![moment.len() as i64],
+                    found: vec![grad.len() as i64],
+                });
+            }
+        }
         self.updates += 1;
         let (beta1, beta2, eps) = match self.kind {
-            OptimizerKind::Sgd => return Ok(grad * (-lr)),
+            OptimizerKind::Sgd => return Ok(Tensor::from_slice(&grad.iter().map(|g| g * (-lr)).collect::<Vec<_>>())),
             OptimizerKind::Adam { beta1, beta2, eps } => (beta1, beta2, eps),
         };
-        let m = match &self.first_moment {
-            Some(m) => m * beta1 + &grad * (1.0 - beta1),
-            None => &grad * (1.0 - beta1),
-        };
-        let v = match &self.second_moment {
-            Some(v) => v * beta2 + grad.square() * (1.0 - beta2),
-            None => grad.square() * (1.0 - beta2),
-        };
+        let m = self.first_moment.get_or_insert_with(|| vec![0.0; grad.len()]);
+        let v = self.second_moment.get_or_insert_with(|| vec![0.0; grad.len()]);
         let t = self.updates as i32;
-        let m_hat = &m / (1.0 - beta1.powi(t));
-        let v_hat = &v / (1.0 - beta2.powi(t));
-        let delta = m_hat / (v_hat.sqrt() + eps) * (-lr);
-        self.first_moment = Some(m);
-        self.second_moment = Some(v);
-        Ok(delta)
+        let (m_scale, v_scale) = (1.0 - beta1.powi(t), 1.0 - beta2.powi(t));
+        let delta: Vec<f64> = grad
+            .iter()
+            .zip(m.iter_mut().zip(v.iter_mut()))
+            .map(|(&g, (mi, vi))| {
+                *mi = *mi * beta1 + g * (1.0 - beta1);
+                *vi = *vi * beta2 + g * g * (1.0 - beta2);
+                *mi / m_scale / ((*vi / v_scale).sqrt() + eps) * (-lr)
+            })
+            .collect();
+        Ok(Tensor::from_slice(&delta))
     }
 
     pub fn state(&self) -> Result<OptimizerState> {
-        let to_vec = |t: &Option<Tensor>| -> Result<Option<Vec<f64>>> {
-            Ok(match t {
-                Some(t) => Some(Vec::<f64>::try_from(t)?),
-                None => None,
-            })
-        };
         Ok(OptimizerState {
-            first_moment: to_vec(&self.first_moment)?,
-            second_moment: to_vec(&self.second_moment)?,
+            first_moment: self.first_moment.clone(),
+            second_moment: self.second_moment.clone(),
             updates: self.updates,
         })
     }
@@ -175,8 +181,8 @@ impl Optimizer {
                 });
             }
         }
-        self.first_moment = state.first_moment.as_deref().map(Tensor::from_slice);
-        self.second_moment = state.second_moment.as_deref().map(Tensor::from_slice);
+        self.first_moment = state.first_moment;
+        self.second_moment = state.second_moment;
         self.updates = state.updates;
         Ok(())
     }

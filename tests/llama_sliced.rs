@@ -86,13 +86,17 @@ fn concurrent_masks_match_sequential() {
         let sequential = oracle(load(name, kind), all_granularities(), ForwardPath::Sliced).with_mask_threads(MaskThreads::Sequential);
         let concurrent = oracle(load(name, kind), all_granularities(), ForwardPath::Sliced);
         let tokens = token_batch(&mut rng, 2, 16, sequential.model().config.vocab_size);
-        let masks = random_masks(&mut rng, 3, sequential.unit_space().num_units(), 0.5);
-        let expected = sequential.losses(&tokens, &masks).unwrap();
-        let label = format!("{name} {kind:?}");
-        assert_close(&label, &expected, &concurrent.losses(&tokens, &masks).unwrap(), tolerance);
-        // Distinct losses per mask, so that a mix-up of masks would fail above.
-        let distinct = (expected[0] - expected[1]).abs().max((expected[1] - expected[2]).abs());
-        assert!(distinct > tolerance, "{label}: the masks' losses differ by only {distinct}");
+        // A second round reuses the workers that the first one started.
+        for round in 0..2 {
+            let masks = random_masks(&mut rng, 3, sequential.unit_space().num_units(), 0.5);
+            let expected = sequential.losses(&tokens, &masks).unwrap();
+            let label = format!("{name} {kind:?} round {round}");
+            assert_close(&label, &expected, &concurrent.losses(&tokens, &masks).unwrap(), tolerance);
+            assert_eq!(tch::get_num_threads(), 2, "{label}: the caller's thread count changed");
+            // Distinct losses per mask, so that a mix-up of masks would fail above.
+            let distinct = (expected[0] - expected[1]).abs().max((expected[1] - expected[2]).abs());
+            assert!(distinct > tolerance, "{label}: the masks' losses differ by only {distinct}");
+        }
     }
 }
 

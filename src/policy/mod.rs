@@ -178,7 +178,10 @@ impl MaskPolicy for BernoulliPolicy {
                 found: delta.size(),
             });
         }
-        self.probs = &self.probs + delta.to_kind(Kind::Double);
+        // A loop rather than a tensor sum, for the reason given at `Optimizer::update`.
+        let delta = Vec::<f64>::try_from(&delta.to_kind(Kind::Double))?;
+        let probs: Vec<f64> = self.probs_vec()?.iter().zip(&delta).map(|(p, d)| p + d).collect();
+        self.probs = Tensor::from_slice(&probs);
         Ok(())
     }
 

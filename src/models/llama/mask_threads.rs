@@ -10,6 +10,10 @@
 //! maps could run on oneDNN, see [`matmul`](super::matmul), the f32 step
 //! took 0.953 and 1.042.)
 
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+
 use tch::{Device, Kind, Tensor};
 
 use super::kept::KeptUnits;
@@ -51,61 +55,133 @@ pub(super) fn sliced_mask_loss(model: &Llama, hidden: &Tensor, tokens: &Tensor, 
     Ok(total.double_value(&[]) / (batch_size * (seq - 1)) as f64)
 }
 
-/// Computes [`sliced_mask_loss`] for every mask of `kept` on `workers`
-/// threads. Worker `w` takes masks `w`, `w + workers`, and so on. Each worker
-/// sets its own libtorch thread count, and this thread's count is set back
-/// to `threads` afterwards, because libtorch also stores the last count
-/// set as the default for new threads.
-pub(super) fn concurrent_mask_losses(
-    model: &Llama,
-    hidden: &Tensor,
-    tokens: &Tensor,
-    kept: &[Vec<KeptUnits>],
-    slice_below: f64,
-    workers: usize,
-    threads: i32,
-) -> Result<Vec<f64>> {
-    let per_worker = (threads / workers as i32).max(1);
-    let outcomes = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..workers)
-            .map(|w| {
-                // Handles that share storage, so that each thread owns what it reads.
-                let model = model.shallow_clone();
-                let hidden = hidden.shallow_clone();
-                let tokens = tokens.shallow_clone();
-                let share: Vec<(usize, Vec<KeptUnits>)> =
-                    kept.iter().enumerate().skip(w).step_by(workers).map(|(i, k)| (i, k.clone())).collect();
-                scope.spawn(move || -> Result<Vec<(usize, f64)>> {
-                    tch::set_num_threads(per_worker);
-                    let _guard = tch::no_grad_guard();
-                    share
-                        .iter()
-                        .map(|(i, k)| Ok((*i, sliced_mask_loss(&model, &hidden, &tokens, k, slice_below)?)))
-                        .collect()
-                })
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join()).collect::<Vec<_>>()
-    });
-    // NOTE: after this, the next f32 policy update on this thread took 1.4 to
-    // 23 ms in step-bench runs, against 0.8 to 1.3 ms without workers. Setting
-    // the count from a helper thread instead did not help. The cause is not known.
-    tch::set_num_threads(threads);
+/// One call's share of masks for one worker: `(index, kept units)` pairs.
+type Share = Vec<(usize, Vec<KeptUnits>)>;
 
-    let mut losses = vec![f64::NAN; kept.len()];
-    for outcome in outcomes {
-        let part = outcome.map_err(|panic| Error::WorkerPanic {
-            reason: panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "no message".to_string()),
-        })??;
-        for (i, loss) in part {
-            losses[i] = loss;
+/// A request to a worker: score `share` on `hidden` and `tokens`.
+struct Job {
+    hidden: Tensor,
+    tokens: Tensor,
+    share: Share,
+    slice_below: f64,
+    reply: mpsc::Sender<(usize, Result<f64>)>,
+}
+
+/// Long-lived threads that run sliced forwards, each on a shallow clone of
+/// the model with `threads / workers` libtorch threads.
+///
+/// The threads outlive each call. Starting new ones per call made every call
+/// set libtorch's thread count three times, which also empties oneDNN's
+/// per-thread convolution cache, and left the caller's OpenMP threads
+/// sharing one core with the exiting workers for several milliseconds.
+pub(super) struct MaskWorkers {
+    /// The caller's libtorch thread count when the workers started.
+    threads: i32,
+    senders: Vec<mpsc::Sender<Job>>,
+    handles: Vec<JoinHandle<()>>,
+}
+
+impl MaskWorkers {
+    /// Starts `workers` threads for a caller that uses `threads` libtorch
+    /// threads, and sets this thread's count back to `threads` once they
+    /// have set theirs.
+    pub(super) fn start(model: &Llama, workers: usize, threads: i32) -> Result<Self> {
+        let per_worker = (threads / workers as i32).max(1);
+        let (ready_tx, ready_rx) = mpsc::channel();
+        let mut senders = Vec::with_capacity(workers);
+        let mut handles = Vec::with_capacity(workers);
+        for w in 0..workers {
+            let (tx, rx) = mpsc::channel::<Job>();
+            let model = model.shallow_clone();
+            let ready = ready_tx.clone();
+            let handle = std::thread::Builder::new()
+                .name(format!("pgprune-mask-{w}"))
+                .spawn(move || {
+                    // The first query runs libtorch's lazy per-thread set-up,
+                    // which would otherwise later reset the count set here.
+                    tch::get_num_threads();
+                    tch::set_num_threads(per_worker);
+                    let _ = ready.send(());
+                    serve(&model, rx, per_worker);
+                })
+                .map_err(|e| Error::WorkerPanic { reason: format!("cannot start a worker thread: {e}") })?;
+            senders.push(tx);
+            handles.push(handle);
+        }
+        drop(ready_tx);
+        for _ in 0..workers {
+            if ready_rx.recv().is_err() {
+                return Err(Error::WorkerPanic { reason: "a worker stopped while starting".into() });
+            }
+        }
+        tch::set_num_threads(threads);
+        Ok(Self { threads, senders, handles })
+    }
+
+    /// Whether these workers fit `workers` workers for `threads` threads.
+    pub(super) fn fits(&self, workers: usize, threads: i32) -> bool {
+        self.threads == threads && self.senders.len() == workers
+    }
+
+    /// Computes [`sliced_mask_loss`] for every mask of `kept`. Worker `w`
+    /// takes masks `w`, `w + workers`, and so on.
+    pub(super) fn losses(&self, hidden: &Tensor, tokens: &Tensor, kept: &[Vec<KeptUnits>], slice_below: f64) -> Result<Vec<f64>> {
+        let workers = self.senders.len();
+        let (reply, results) = mpsc::channel();
+        for (w, sender) in self.senders.iter().enumerate() {
+            let share: Share = kept.iter().enumerate().skip(w).step_by(workers).map(|(i, k)| (i, k.clone())).collect();
+            let job = Job { hidden: hidden.shallow_clone(), tokens: tokens.shallow_clone(), share, slice_below, reply: reply.clone() };
+            sender.send(job).map_err(|_| Error::WorkerPanic { reason: "a worker thread has stopped".into() })?;
+        }
+        drop(reply);
+        let mut losses = vec![f64::NAN; kept.len()];
+        for _ in 0..kept.len() {
+            let (i, loss) = results.recv().map_err(|_| Error::WorkerPanic { reason: "a worker thread stopped before replying".into() })?;
+            losses[i] = loss?;
+        }
+        Ok(losses)
+    }
+}
+
+impl Drop for MaskWorkers {
+    fn drop(&mut self) {
+        self.senders.clear();
+        for handle in self.handles.drain(..) {
+            let _ = handle.join();
         }
     }
-    Ok(losses)
+}
+
+impl std::fmt::Debug for MaskWorkers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MaskWorkers").field("threads", &self.threads).field("workers", &self.senders.len()).finish()
+    }
+}
+
+/// A worker's loop: scores each job's masks until the sender is dropped.
+/// A panic in one forward is sent back as [`Error::WorkerPanic`].
+fn serve(model: &Llama, jobs: mpsc::Receiver<Job>, per_worker: i32) {
+    for job in jobs {
+        if tch::get_num_threads() != per_worker {
+            tch::set_num_threads(per_worker);
+        }
+        let _guard = tch::no_grad_guard();
+        for (i, kept) in &job.share {
+            let outcome = panic::catch_unwind(AssertUnwindSafe(|| sliced_mask_loss(model, &job.hidden, &job.tokens, kept, job.slice_below)));
+            let loss = outcome.unwrap_or_else(|payload| Err(Error::WorkerPanic { reason: panic_message(payload.as_ref()) }));
+            if job.reply.send((*i, loss)).is_err() {
+                break;
+            }
+        }
+    }
+}
+
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "no message".to_string())
 }
 
 #[cfg(test)]

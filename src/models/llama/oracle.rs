@@ -1,11 +1,13 @@
 //! The model as a [`ForwardOracle`]: K masks scored by forward passes,
 //! either sliced to each mask's kept units or batched with masks multiplied in.
 
+use std::sync::Mutex;
+
 use tch::{Kind, Tensor};
 
 use super::kept::{kept_units, ForwardPath, KeptUnits, SLICE_BELOW_KEEP_FRACTION};
 use super::loss::next_token_nll_sums;
-use super::mask_threads::{concurrent_mask_losses, sliced_mask_loss, MaskThreads};
+use super::mask_threads::{sliced_mask_loss, MaskThreads, MaskWorkers};
 use super::masks::{layer_masks, Granularity};
 use super::model::Llama;
 use crate::error::{Error, Result};
@@ -19,6 +21,8 @@ pub struct LlamaOracle {
     space: UnitSpace,
     path: ForwardPath,
     mask_threads: MaskThreads,
+    /// Started by the first call that runs masks on worker threads.
+    workers: Mutex<Option<MaskWorkers>>,
 }
 
 impl LlamaOracle {
@@ -32,6 +36,7 @@ impl LlamaOracle {
             space,
             path: ForwardPath::Auto,
             mask_threads: MaskThreads::Auto,
+            workers: Mutex::new(None),
         }
     }
 
@@ -151,7 +156,13 @@ impl LlamaOracle {
         let threads = tch::get_num_threads();
         let workers = self.mask_threads.workers(kept.len(), threads, self.model.device());
         if workers > 1 {
-            return concurrent_mask_losses(&self.model, &hidden, &tokens, kept, slice_below, workers, threads);
+            // A poisoned lock only means an earlier call failed; the slot is still usable.
+            let mut slot = self.workers.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let pool = match slot.take().filter(|w| w.fits(workers, threads)) {
+                Some(pool) => slot.insert(pool),
+                None => slot.insert(MaskWorkers::start(&self.model, workers, threads)?),
+            };
+            return pool.losses(&hidden, &tokens, kept, slice_below);
         }
         kept.iter()
             .map(|mask_kept| sliced_mask_loss(&self.model, &hidden, &tokens, mask_kept, slice_below))
