@@ -41,10 +41,16 @@ impl Linear {
 
     /// Keeps the output rows `rows` (a 1-D int64 tensor).
     pub fn select_rows(&self, rows: &Tensor) -> Result<Linear> {
+        self.select_rows_padded(rows, 0)
+    }
+
+    /// Keeps the output rows `rows` and appends `extra` output rows of
+    /// zeros, with zero bias entries.
+    pub fn select_rows_padded(&self, rows: &Tensor, extra: i64) -> Result<Linear> {
         Ok(Linear {
-            weight: self.weight.f_index_select(0, rows)?.f_contiguous()?,
+            weight: gather_padded(&self.weight, rows, extra)?,
             bias: match &self.bias {
-                Some(b) => Some(b.f_index_select(0, rows)?.f_contiguous()?),
+                Some(b) => Some(gather_padded(b, rows, extra)?),
                 None => None,
             },
         })
@@ -65,37 +71,38 @@ impl Linear {
         })
     }
 
-    /// Appends `extra` output rows of zeros, with zero bias entries.
-    pub fn pad_outputs(self, extra: i64) -> Result<Linear> {
-        check_padding(extra)?;
-        Ok(Linear {
-            weight: self.weight.f_constant_pad_nd([0, 0, 0, extra])?,
-            bias: match self.bias {
-                Some(b) => Some(b.f_constant_pad_nd([0, extra])?),
-                None => None,
-            },
-        })
-    }
-
-    /// Appends `extra` input columns of zeros, keeping the input-major
-    /// storage of [`Linear::select_columns`].
-    pub fn pad_inputs(self, extra: i64) -> Result<Linear> {
-        check_padding(extra)?;
-        let padded = self.weight.f_transpose(0, 1)?.f_constant_pad_nd([0, 0, 0, extra])?;
-        Ok(Linear {
-            weight: padded.f_transpose(0, 1)?,
-            bias: self.bias,
-        })
-    }
-
     /// Keeps the input columns `cols` (a 1-D int64 tensor); the bias stays.
     /// The copy is input-major (see [`Linear::into_input_major`]).
     pub fn select_columns(&self, cols: &Tensor) -> Result<Linear> {
+        self.select_columns_padded(cols, 0)
+    }
+
+    /// Keeps the input columns `cols` and appends `extra` input columns of
+    /// zeros, in input-major storage.
+    pub fn select_columns_padded(&self, cols: &Tensor, extra: i64) -> Result<Linear> {
+        let stored = self.weight.f_transpose(0, 1)?; // [in, out]
         Ok(Linear {
-            weight: self.weight.f_transpose(0, 1)?.f_index_select(0, cols)?.f_transpose(0, 1)?,
+            weight: gather_padded(&stored, cols, extra)?.f_transpose(0, 1)?,
             bias: self.bias.as_ref().map(|b| b.shallow_clone()),
         })
     }
+}
+
+/// Copies the entries `index` of `source` along dim 0 into a new contiguous
+/// tensor, followed by `extra` entries of zeros. Each kept entry is written
+/// once: gathering and then padding wrote everything two more times.
+fn gather_padded(source: &Tensor, index: &Tensor, extra: i64) -> Result<Tensor> {
+    check_padding(extra)?;
+    let kept = index.size1()?;
+    let mut shape = source.size();
+    shape[0] = kept + extra;
+    let out = Tensor::f_empty(shape.as_slice(), (source.kind(), source.device()))?;
+    let _ = source.f_index_select_out(&out.f_narrow(0, 0, kept)?, 0, index)?;
+    if extra > 0 {
+        let mut zeros = out.f_narrow(0, kept, extra)?;
+        let _ = zeros.f_zero_()?;
+    }
+    Ok(out)
 }
 
 /// RMSNorm computed in f32 and cast back, as Hugging Face LLaMA does.
@@ -148,5 +155,24 @@ mod tests {
             assert!(kept.weight.equal(&expected));
             assert!(kept.bias.unwrap().equal(linear.bias.as_ref().unwrap()));
         }
+    }
+
+    #[test]
+    fn padded_selection_appends_zeros() {
+        let index = Tensor::from_slice(&[2i64, 0]);
+        let rows = sample().select_rows_padded(&index, 3).unwrap();
+        assert_eq!(rows.weight.size(), vec![5, 6]);
+        assert!(rows.weight.narrow(0, 0, 2).equal(&sample().weight.index_select(0, &index)));
+        assert!(rows.weight.narrow(0, 2, 3).eq(0.0).all().int64_value(&[]) == 1);
+        let bias = rows.bias.unwrap();
+        assert!(bias.narrow(0, 0, 2).equal(&sample().bias.unwrap().index_select(0, &index)));
+        assert!(bias.narrow(0, 2, 3).eq(0.0).all().int64_value(&[]) == 1);
+
+        let columns = sample().into_input_major().unwrap().select_columns_padded(&index, 2).unwrap();
+        assert_eq!(columns.weight.size(), vec![4, 4]);
+        assert_eq!(columns.weight.stride(), vec![1, 4], "input-major storage");
+        assert!(columns.weight.narrow(1, 0, 2).equal(&sample().weight.index_select(1, &index)));
+        assert!(columns.weight.narrow(1, 2, 2).eq(0.0).all().int64_value(&[]) == 1);
+        assert!(sample().select_rows_padded(&index, -1).is_err());
     }
 }

@@ -105,9 +105,9 @@ impl Mlp {
         let multiple = sliced_width_multiple(hidden.kind(), hidden.device());
         let extra = (multiple - kept.len() as i64 % multiple) % multiple;
         // Zero rows give silu(0) * 0 = 0, and zero columns add nothing.
-        let gate_proj = self.gate_proj.select_rows(&channels)?.pad_outputs(extra)?;
-        let up_proj = self.up_proj.select_rows(&channels)?.pad_outputs(extra)?;
-        let down_proj = self.down_proj.select_columns(&channels)?.pad_inputs(extra)?;
+        let gate_proj = self.gate_proj.select_rows_padded(&channels, extra)?;
+        let up_proj = self.up_proj.select_rows_padded(&channels, extra)?;
+        let down_proj = self.down_proj.select_columns_padded(&channels, extra)?;
 
         let x = rms_norm(hidden, &self.post_attention_layernorm, eps)?;
         let gate = gate_proj.forward(&x)?.f_silu()?;
