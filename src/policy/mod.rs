@@ -178,7 +178,7 @@ impl MaskPolicy for BernoulliPolicy {
                 found: delta.size(),
             });
         }
-        // A loop rather than a tensor sum, for the reason given at `Optimizer::update`.
+        // Sums in a loop rather than with tensors, for the reason given at `Optimizer::update`.
         let delta = Vec::<f64>::try_from(&delta.to_kind(Kind::Double))?;
         let probs: Vec<f64> = self.probs_vec()?.iter().zip(&delta).map(|(p, d)| p + d).collect();
         self.probs = Tensor::from_slice(&probs);

@@ -90,7 +90,7 @@ impl Linear {
 
 /// Copies the entries `index` of `source` along dim 0 into a new contiguous
 /// tensor, followed by `extra` entries of zeros. Each kept entry is written
-/// once: gathering and then padding wrote everything two more times.
+/// once, where gathering and then padding wrote everything two more times.
 fn gather_padded(source: &Tensor, index: &Tensor, extra: i64) -> Result<Tensor> {
     check_padding(extra)?;
     let kept = index.size1()?;

@@ -5,10 +5,11 @@
 //! fewer intra-op threads, avoids most of the waits between those threads.
 //! On the 2-core AMD EPYC test machine (SmolLM2, batch 8 x 128, K = 2), in
 //! step-bench runs alternating the two modes (`--mask-threads
-//! auto,sequential`), a bf16 step took 0.876 and 0.954 of its sequential
-//! time, and an f32 step 0.932 and 0.933. (Before single-thread f32 linear
-//! maps could run on oneDNN, see [`matmul`](super::matmul), the f32 step
-//! took 0.953 and 1.042.)
+//! auto,sequential`), a bf16 step took 0.876, 0.954 and 0.971 of its
+//! sequential time. An f32 step took 0.932 and 0.933 in two runs, and 0.996
+//! to 1.008 in three later ones, so in f32 the gain is within this machine's
+//! noise. (Before single-thread f32 linear maps could run on oneDNN, see
+//! [`matmul`](super::matmul), the f32 step took 0.953 and 1.042.)
 
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::mpsc;
@@ -70,10 +71,8 @@ struct Job {
 /// Long-lived threads that run sliced forwards, each on a shallow clone of
 /// the model with `threads / workers` libtorch threads.
 ///
-/// The threads outlive each call. Starting new ones per call made every call
-/// set libtorch's thread count three times, which also empties oneDNN's
-/// per-thread convolution cache, and left the caller's OpenMP threads
-/// sharing one core with the exiting workers for several milliseconds.
+/// They outlive each call, because setting libtorch's thread count, which
+/// new threads must do, also empties oneDNN's per-thread convolution cache.
 pub(super) struct MaskWorkers {
     /// The caller's libtorch thread count when the workers started.
     threads: i32,
@@ -104,21 +103,21 @@ impl MaskWorkers {
                     let _ = ready.send(());
                     serve(&model, rx, per_worker);
                 })
-                .map_err(|e| Error::WorkerPanic { reason: format!("cannot start a worker thread: {e}") })?;
+                .map_err(|e| Error::WorkerPanic { reason: format!("failed to start a worker thread: {e}") })?;
             senders.push(tx);
             handles.push(handle);
         }
         drop(ready_tx);
         for _ in 0..workers {
             if ready_rx.recv().is_err() {
-                return Err(Error::WorkerPanic { reason: "a worker stopped while starting".into() });
+                return Err(Error::WorkerPanic { reason: "a worker thread stopped while starting".into() });
             }
         }
         tch::set_num_threads(threads);
         Ok(Self { threads, senders, handles })
     }
 
-    /// Whether these workers fit `workers` workers for `threads` threads.
+    /// Returns whether these are `workers` workers for a caller with `threads` threads.
     pub(super) fn fits(&self, workers: usize, threads: i32) -> bool {
         self.threads == threads && self.senders.len() == workers
     }
@@ -158,8 +157,8 @@ impl std::fmt::Debug for MaskWorkers {
     }
 }
 
-/// A worker's loop: scores each job's masks until the sender is dropped.
-/// A panic in one forward is sent back as [`Error::WorkerPanic`].
+/// Runs a worker's loop, which scores each job's masks until the sender is
+/// dropped. A panic in one forward is sent back as [`Error::WorkerPanic`].
 fn serve(model: &Llama, jobs: mpsc::Receiver<Job>, per_worker: i32) {
     for job in jobs {
         if tch::get_num_threads() != per_worker {

@@ -16,9 +16,10 @@ use crate::error::{Error, Result};
 /// (SmolLM2, 9 repetitions), rounding to 64 lowered the step peak from about
 /// 800 to about 500 MiB, and the step took 1.09-1.11 s against 1.15-1.20 s.
 /// In f32 on oneDNN it lowered the peak from 885-1,073 MiB to about 770.
-/// f32 now rounds to 16, the AVX-512 f32 vector width: about half the
-/// padded flops of 64, for a peak of 811-817 MiB against 785-795 in two
-/// pairs of runs. f32 on MKL has no per-shape kernels and is not padded.
+/// f32 rounds to 16, the AVX-512 f32 vector width, which pads half as many
+/// flops as 64 on average. In two pairs of f32 step-bench runs the peak was
+/// 811-817 MiB, against 785-795 MiB with 64. f32 on MKL is not padded,
+/// because MKL has no per-shape kernels.
 pub fn sliced_width_multiple(kind: Kind, device: Device) -> i64 {
     match kind {
         Kind::BFloat16 | Kind::Half => 64,

@@ -21,7 +21,7 @@ pub struct LlamaOracle {
     space: UnitSpace,
     path: ForwardPath,
     mask_threads: MaskThreads,
-    /// Started by the first call that runs masks on worker threads.
+    /// Worker threads, started by the first call that runs masks on them.
     workers: Mutex<Option<MaskWorkers>>,
 }
 
@@ -156,7 +156,7 @@ impl LlamaOracle {
         let threads = tch::get_num_threads();
         let workers = self.mask_threads.workers(kept.len(), threads, self.model.device());
         if workers > 1 {
-            // A poisoned lock only means an earlier call failed; the slot is still usable.
+            // A poisoned lock only means that an earlier call panicked, so the slot is still usable.
             let mut slot = self.workers.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
             let pool = match slot.take().filter(|w| w.fits(workers, threads)) {
                 Some(pool) => slot.insert(pool),
