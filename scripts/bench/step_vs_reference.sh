@@ -13,7 +13,9 @@
 #   scripts/bench/step_vs_reference.sh [THREADS] [REPEATS]
 #
 # Defaults: THREADS = number of CPUs, REPEATS = 5. BATCH, SEQ_LEN, K,
-# SPARSITY and DTYPES may be set in the environment.
+# SPARSITY, DTYPES and ROUNDS may be set in the environment. With ROUNDS =
+# N, each side runs N times, alternating, and the summary compares the
+# medians of the N runs, so that drift during the run affects both sides.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 source <(bash scripts/setup.sh --model --python-ref)
@@ -25,34 +27,48 @@ SEQ_LEN=${SEQ_LEN:-128}
 K=${K:-2}
 SPARSITY=${SPARSITY:-0.5}
 DTYPES=${DTYPES:-"f32 bf16"}
+ROUNDS=${ROUNDS:-1}
 PYTHON=$VIRTUAL_ENV/bin/python
 COMMON=(--batch "$BATCH" --seq-len "$SEQ_LEN" --k "$K" --sparsity "$SPARSITY" --threads "$THREADS" --repeats "$REPEATS")
 
 cargo build --release --bench step >&2
 echo "load before: $(uptime)" >&2
 for dtype in $DTYPES; do
-  rust=$(cargo bench --quiet --bench step -- --model "$PGPRUNE_MODEL" --dtype "$dtype" "${COMMON[@]}" | grep '^{')
-  python=$("$PYTHON" scripts/bench/reference_step.py --model "$PGPRUNE_MODEL" --dtype "$dtype" "${COMMON[@]}" | grep '^{')
-  retained=$("$PYTHON" scripts/bench/reference_step.py --model "$PGPRUNE_MODEL" --dtype "$dtype" "${COMMON[@]}" --retain-freed-memory | grep '^{')
-  echo "$rust"
-  echo "$python"
-  echo "$retained"
-  "$PYTHON" - "$rust" "$python" "$retained" <<'PY'
-import json, sys
-ours, ref, ref_retained = (json.loads(a) for a in sys.argv[1:4])
+  rust=() python=() retained=()
+  for _round in $(seq "$ROUNDS"); do
+    rust+=("$(cargo bench --quiet --bench step -- --model "$PGPRUNE_MODEL" --dtype "$dtype" "${COMMON[@]}" | grep '^{')")
+    python+=("$("$PYTHON" scripts/bench/reference_step.py --model "$PGPRUNE_MODEL" --dtype "$dtype" "${COMMON[@]}" | grep '^{')")
+    retained+=("$("$PYTHON" scripts/bench/reference_step.py --model "$PGPRUNE_MODEL" --dtype "$dtype" "${COMMON[@]}" --retain-freed-memory | grep '^{')")
+    printf '%s\n' "${rust[-1]}" "${python[-1]}" "${retained[-1]}"
+  done
+  "$PYTHON" - "$ROUNDS" "${rust[@]}" "${python[@]}" "${retained[@]}" <<'PY'
+import json, statistics, sys
+rounds = int(sys.argv[1])
+reports = [json.loads(a) for a in sys.argv[2:]]
+ours, ref, ref_retained = (reports[i * rounds:(i + 1) * rounds] for i in range(3))
+
+def median(runs, key):
+    return statistics.median(r[key] for r in runs)
+
+def peak(runs, key):
+    return max(r[key] for r in runs)
+
 print(json.dumps({
-    "dtype": ours["dtype"],
-    "step_ratio_pgprune_over_pytorch": ours["step_seconds"] / ref["step_seconds"],
-    "step_ratio_pgprune_over_pytorch_same_allocator": ours["step_seconds"] / ref_retained["step_seconds"],
-    "step_cpu_ratio_pgprune_over_pytorch": ours["step_cpu_seconds"] / ref["step_cpu_seconds"],
-    "dense_tokens_per_second": {"pgprune": ours["dense_tokens_per_second"], "pytorch": ref["dense_tokens_per_second"]},
-    "dense_throughput_ratio_pgprune_over_pytorch": ours["dense_tokens_per_second"] / ref["dense_tokens_per_second"],
-    "peak_rss_mib": {"pgprune": ours["peak_rss_mib"], "pytorch": ref["peak_rss_mib"]},
-    "peak_rss_after_load_mib": {"pgprune": ours["peak_rss_after_load_mib"], "pytorch": ref["peak_rss_after_load_mib"]},
-    "rss_before_load_mib": {"pgprune": ours["rss_before_load_mib"], "pytorch": ref["rss_before_load_mib"]},
-    "rss_after_load_mib_pgprune": ours["rss_after_load_mib"],
-    "weights_mib": {"pgprune": ours["weights_mib"], "pytorch": ref["weights_mib"]},
-    "policy_update_share_of_step": ours["policy_update_share"],
+    "dtype": ours[0]["dtype"],
+    "rounds": rounds,
+    "step_ratio_pgprune_over_pytorch": median(ours, "step_seconds") / median(ref, "step_seconds"),
+    "step_ratio_per_round": [o["step_seconds"] / r["step_seconds"] for o, r in zip(ours, ref)],
+    "step_ratio_pgprune_over_pytorch_same_allocator": median(ours, "step_seconds") / median(ref_retained, "step_seconds"),
+    "step_cpu_ratio_pgprune_over_pytorch": median(ours, "step_cpu_seconds") / median(ref, "step_cpu_seconds"),
+    "dense_tokens_per_second": {"pgprune": median(ours, "dense_tokens_per_second"), "pytorch": median(ref, "dense_tokens_per_second")},
+    "dense_throughput_ratio_pgprune_over_pytorch": median(ours, "dense_tokens_per_second") / median(ref, "dense_tokens_per_second"),
+    "peak_rss_mib": {"pgprune": peak(ours, "peak_rss_mib"), "pytorch": peak(ref, "peak_rss_mib")},
+    "peak_rss_after_load_mib": {"pgprune": peak(ours, "peak_rss_after_load_mib"), "pytorch": peak(ref, "peak_rss_after_load_mib")},
+    "rss_before_load_mib": {"pgprune": median(ours, "rss_before_load_mib"), "pytorch": median(ref, "rss_before_load_mib")},
+    "rss_after_load_mib_pgprune": median(ours, "rss_after_load_mib"),
+    "weights_mib": {"pgprune": ours[0]["weights_mib"], "pytorch": ref[0]["weights_mib"]},
+    "policy_update_share_of_step": median(ours, "policy_update_share"),
+    "policy_update_max_seconds": peak(ours, "policy_update_max_seconds"),
 }))
 PY
 done
