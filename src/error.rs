@@ -101,8 +101,8 @@ pub enum Error {
     #[error("output folder {path} already exists and is not empty; choose another folder or allow overwriting it (the `overwrite` option)")]
     OutputExists { path: PathBuf },
 
-    /// A thread that ran forward passes panicked.
-    #[error("a forward worker thread panicked: {reason}; set MaskThreads::Sequential on the oracle to run the masks on the calling thread")]
+    /// A thread that ran forward passes panicked, stopped or failed to start.
+    #[error("a forward worker thread failed: {reason}; set MaskThreads::Sequential on the oracle to run the masks on the calling thread")]
     WorkerPanic { reason: String },
 
     /// Drawing a chart failed.

@@ -87,34 +87,44 @@ impl MaskWorkers {
     pub(super) fn start(model: &Llama, workers: usize, threads: i32) -> Result<Self> {
         let per_worker = (threads / workers as i32).max(1);
         let (ready_tx, ready_rx) = mpsc::channel();
-        let mut senders = Vec::with_capacity(workers);
-        let mut handles = Vec::with_capacity(workers);
+        let mut pool = Self { threads, senders: Vec::with_capacity(workers), handles: Vec::with_capacity(workers) };
+        let mut spawn_error = None;
         for w in 0..workers {
             let (tx, rx) = mpsc::channel::<Job>();
             let model = model.shallow_clone();
             let ready = ready_tx.clone();
-            let handle = std::thread::Builder::new()
-                .name(format!("pgprune-mask-{w}"))
-                .spawn(move || {
-                    // The first query runs libtorch's lazy per-thread set-up,
-                    // which would otherwise later reset the count set here.
-                    tch::get_num_threads();
-                    tch::set_num_threads(per_worker);
-                    let _ = ready.send(());
-                    serve(&model, rx, per_worker);
-                })
-                .map_err(|e| Error::WorkerPanic { reason: format!("failed to start a worker thread: {e}") })?;
-            senders.push(tx);
-            handles.push(handle);
-        }
-        drop(ready_tx);
-        for _ in 0..workers {
-            if ready_rx.recv().is_err() {
-                return Err(Error::WorkerPanic { reason: "a worker thread stopped while starting".into() });
+            let spawned = std::thread::Builder::new().name(format!("pgprune-mask-{w}")).spawn(move || {
+                // The first query runs libtorch's lazy per-thread set-up,
+                // which would otherwise later reset the count set here.
+                tch::get_num_threads();
+                tch::set_num_threads(per_worker);
+                let _ = ready.send(());
+                serve(&model, rx, per_worker);
+            });
+            match spawned {
+                Ok(handle) => {
+                    pool.senders.push(tx);
+                    pool.handles.push(handle);
+                }
+                Err(e) => {
+                    spawn_error = Some(e);
+                    break;
+                }
             }
         }
+        drop(ready_tx);
+
+        // Wait for every started worker to set its count, even after a failed
+        // start, so that this thread's reset of libtorch's default comes last.
+        let all_ready = pool.handles.iter().all(|_| ready_rx.recv().is_ok());
         tch::set_num_threads(threads);
-        Ok(Self { threads, senders, handles })
+        if let Some(e) = spawn_error {
+            return Err(Error::WorkerPanic { reason: format!("failed to start a worker thread: {e}") });
+        }
+        if !all_ready {
+            return Err(Error::WorkerPanic { reason: "a worker thread stopped while starting".into() });
+        }
+        Ok(pool)
     }
 
     /// Returns whether these are `workers` workers for a caller with `threads` threads.
@@ -167,7 +177,7 @@ fn serve(model: &Llama, jobs: mpsc::Receiver<Job>, per_worker: i32) {
         let _guard = tch::no_grad_guard();
         for (i, kept) in &job.share {
             let outcome = panic::catch_unwind(AssertUnwindSafe(|| sliced_mask_loss(model, &job.hidden, &job.tokens, kept, job.slice_below)));
-            let loss = outcome.unwrap_or_else(|payload| Err(Error::WorkerPanic { reason: panic_message(payload.as_ref()) }));
+            let loss = outcome.unwrap_or_else(|payload| Err(Error::WorkerPanic { reason: format!("panicked: {}", panic_message(payload.as_ref())) }));
             if job.reply.send((*i, loss)).is_err() {
                 break;
             }
