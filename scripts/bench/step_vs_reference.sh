@@ -14,8 +14,9 @@
 #
 # Defaults: THREADS = number of CPUs, REPEATS = 5. BATCH, SEQ_LEN, K,
 # SPARSITY, DTYPES and ROUNDS may be set in the environment. With ROUNDS =
-# N, each side runs N times, alternating, and the summary compares the
-# medians of the N runs, so that drift during the run affects both sides.
+# N, each round runs pgprune and then both reference variants, and the
+# summary compares the medians of the N rounds, so that drift during the
+# run affects both sides.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 source <(bash scripts/setup.sh --model --python-ref)
@@ -28,6 +29,10 @@ K=${K:-2}
 SPARSITY=${SPARSITY:-0.5}
 DTYPES=${DTYPES:-"f32 bf16"}
 ROUNDS=${ROUNDS:-1}
+if ! [[ $ROUNDS =~ ^[1-9][0-9]*$ ]]; then
+  echo "invalid ROUNDS=$ROUNDS: set a whole number of rounds, 1 or more" >&2
+  exit 2
+fi
 PYTHON=$VIRTUAL_ENV/bin/python
 COMMON=(--batch "$BATCH" --seq-len "$SEQ_LEN" --k "$K" --sparsity "$SPARSITY" --threads "$THREADS" --repeats "$REPEATS")
 
@@ -47,21 +52,28 @@ rounds = int(sys.argv[1])
 reports = [json.loads(a) for a in sys.argv[2:]]
 ours, ref, ref_retained = (reports[i * rounds:(i + 1) * rounds] for i in range(3))
 
+# A field is null where a run could not measure it (for example, no
+# /proc/self/clear_refs), and stays null only if every round lacks it.
 def median(runs, key):
-    return statistics.median(r[key] for r in runs)
+    values = [r[key] for r in runs if r.get(key) is not None]
+    return statistics.median(values) if values else None
 
 def peak(runs, key):
-    return max(r[key] for r in runs)
+    values = [r[key] for r in runs if r.get(key) is not None]
+    return max(values) if values else None
+
+def ratio(ours_value, ref_value):
+    return None if ours_value is None or ref_value is None else ours_value / ref_value
 
 print(json.dumps({
     "dtype": ours[0]["dtype"],
     "rounds": rounds,
-    "step_ratio_pgprune_over_pytorch": median(ours, "step_seconds") / median(ref, "step_seconds"),
-    "step_ratio_per_round": [o["step_seconds"] / r["step_seconds"] for o, r in zip(ours, ref)],
-    "step_ratio_pgprune_over_pytorch_same_allocator": median(ours, "step_seconds") / median(ref_retained, "step_seconds"),
-    "step_cpu_ratio_pgprune_over_pytorch": median(ours, "step_cpu_seconds") / median(ref, "step_cpu_seconds"),
+    "step_ratio_pgprune_over_pytorch": ratio(median(ours, "step_seconds"), median(ref, "step_seconds")),
+    "step_ratio_per_round": [ratio(o["step_seconds"], r["step_seconds"]) for o, r in zip(ours, ref)],
+    "step_ratio_pgprune_over_pytorch_same_allocator": ratio(median(ours, "step_seconds"), median(ref_retained, "step_seconds")),
+    "step_cpu_ratio_pgprune_over_pytorch": ratio(median(ours, "step_cpu_seconds"), median(ref, "step_cpu_seconds")),
     "dense_tokens_per_second": {"pgprune": median(ours, "dense_tokens_per_second"), "pytorch": median(ref, "dense_tokens_per_second")},
-    "dense_throughput_ratio_pgprune_over_pytorch": median(ours, "dense_tokens_per_second") / median(ref, "dense_tokens_per_second"),
+    "dense_throughput_ratio_pgprune_over_pytorch": ratio(median(ours, "dense_tokens_per_second"), median(ref, "dense_tokens_per_second")),
     "peak_rss_mib": {"pgprune": peak(ours, "peak_rss_mib"), "pytorch": peak(ref, "peak_rss_mib")},
     "peak_rss_after_load_mib": {"pgprune": peak(ours, "peak_rss_after_load_mib"), "pytorch": peak(ref, "peak_rss_after_load_mib")},
     "rss_before_load_mib": {"pgprune": median(ours, "rss_before_load_mib"), "pytorch": median(ref, "rss_before_load_mib")},

@@ -99,6 +99,8 @@ impl MaskWorkers {
                 tch::get_num_threads();
                 tch::set_num_threads(per_worker);
                 let _ = ready.send(());
+                // A worker that died before this point must close the channel.
+                drop(ready);
                 serve(&model, rx, per_worker);
             });
             match spawned {
@@ -127,9 +129,10 @@ impl MaskWorkers {
         Ok(pool)
     }
 
-    /// Returns whether these are `workers` workers for a caller with `threads` threads.
+    /// Returns whether these are `workers` running workers for a caller with `threads` threads.
     pub(super) fn fits(&self, workers: usize, threads: i32) -> bool {
-        self.threads == threads && self.senders.len() == workers
+        let alive = self.handles.iter().all(|h| !h.is_finished());
+        alive && self.threads == threads && self.senders.len() == workers
     }
 
     /// Computes [`sliced_mask_loss`] for every mask of `kept`. Worker `w`

@@ -16,10 +16,11 @@ use crate::error::{Error, Result};
 /// (SmolLM2, 9 repetitions), rounding to 64 lowered the step peak from about
 /// 800 to about 500 MiB, and the step took 1.09-1.11 s against 1.15-1.20 s.
 /// In f32 on oneDNN it lowered the peak from 885-1,073 MiB to about 770.
-/// f32 rounds to 16, the AVX-512 f32 vector width, which pads half as many
-/// flops as 64 on average. In two pairs of f32 step-bench runs the peak was
-/// 811-817 MiB, against 785-795 MiB with 64. f32 on MKL is not padded,
-/// because MKL has no per-shape kernels.
+/// f32 rounds to 16, the AVX-512 f32 vector width, which pads 7.5 channels
+/// on average against 31.5 with 64. In two pairs of f32 step-bench runs the
+/// peak was 811-817 MiB, against 785-795 MiB with 64, and the step times did
+/// not differ beyond noise. f32 on MKL is not padded, because MKL has no
+/// per-shape kernels.
 pub fn sliced_width_multiple(kind: Kind, device: Device) -> i64 {
     match kind {
         Kind::BFloat16 | Kind::Half => 64,
