@@ -14,7 +14,7 @@ use std::time::Instant;
 use anyhow::Result;
 use clap::Parser;
 use pgprune::data::{evaluation_windows, read_corpora, CorpusFormat};
-use pgprune::eval::perplexity;
+use pgprune::eval::perplexity_from_nll;
 use pgprune::models::load_model;
 use pgprune::runtime::{parse_device, retain_freed_memory, DType};
 
@@ -74,7 +74,7 @@ fn main() -> Result<()> {
     let documents = read_corpora(&args.text, args.format)?;
     let windows = evaluation_windows(&loaded.tokenizer, &documents, args.seq_len, args.max_tokens, false)?;
     let ids = windows.ids.to_device(device);
-    let result = perplexity(&ids, args.batch, |batch| loaded.model.forward(batch, None))?;
+    let result = perplexity_from_nll(&ids, args.batch, |batch| loaded.model.next_token_nll(batch, None))?;
 
     let summary = serde_json::json!({
         "ppl": result.ppl,

@@ -37,8 +37,23 @@ impl Perplexity {
 /// batches of up to `batch_size` windows; `logits_fn` maps ids `[batch, seq]`
 /// to logits `[batch, seq, vocab]` on any device. Log-softmax runs in `f32`
 /// (or `f64` for `f64` logits) and the sums are accumulated in `f64`. No
-/// gradients are recorded.
+/// gradients are recorded. [`perplexity_from_nll`] takes per-token losses
+/// instead, which a model can compute without whole-vocabulary logits.
 pub fn perplexity<F>(windows: &Tensor, batch_size: usize, mut logits_fn: F) -> Result<Perplexity>
+where
+    F: FnMut(&Tensor) -> Result<Tensor>,
+{
+    perplexity_from_nll(windows, batch_size, |batch| {
+        let logits = logits_fn(batch)?;
+        logits_nll(batch, &logits)
+    })
+}
+
+/// Measures perplexity as [`perplexity`] does, from `nll_fn`, which maps ids
+/// `[batch, seq]` to next-token losses in nats, `[batch, seq - 1]` of any
+/// float dtype on any device (for example
+/// [`Llama::next_token_nll`](crate::models::llama::Llama::next_token_nll)).
+pub fn perplexity_from_nll<F>(windows: &Tensor, batch_size: usize, mut nll_fn: F) -> Result<Perplexity>
 where
     F: FnMut(&Tensor) -> Result<Tensor>,
 {
@@ -59,8 +74,7 @@ where
     while start < num_windows {
         let batch_len = (num_windows - start).min(batch_size as i64);
         let batch = windows.f_narrow(0, start, batch_len)?; // [batch, seq]
-        let logits = logits_fn(&batch)?; // [batch, seq, vocab]
-        let nll = token_nll(&batch, &logits)?; // [batch, seq - 1] as rows
+        let nll = checked_nll(&nll_fn(&batch)?, batch_len, seq_len)?; // [batch, seq - 1] as rows
         for row in nll.chunks((seq_len - 1) as usize) {
             let bad = row.iter().filter(|x| !x.is_finite()).count();
             non_finite_tokens += bad;
@@ -87,6 +101,19 @@ where
         non_finite_tokens,
         non_finite_windows,
     })
+}
+
+/// Checks that `nll` is `[batch_len, seq_len - 1]` and returns it in row order.
+fn checked_nll(nll: &Tensor, batch_len: i64, seq_len: i64) -> Result<Vec<f64>> {
+    if nll.size() != [batch_len, seq_len - 1] {
+        return Err(Error::Shape {
+            what: "next-token losses returned for a batch of windows".into(),
+            expected: vec![batch_len, seq_len - 1],
+            found: nll.size(),
+        });
+    }
+    let flat = nll.f_to_kind(Kind::Double)?.f_to_device(tch::Device::Cpu)?.f_reshape([-1])?;
+    Ok(Vec::<f64>::try_from(&flat)?)
 }
 
 /// Checks the window tensor and returns `(num_windows, seq_len)`.
@@ -116,8 +143,8 @@ fn check_windows(windows: &Tensor) -> Result<(i64, i64)> {
     Ok((num_windows, seq_len))
 }
 
-/// Cross-entropy of each next token, `[batch * (seq - 1)]` in row order.
-fn token_nll(batch: &Tensor, logits: &Tensor) -> Result<Vec<f64>> {
+/// Computes the cross-entropy of each next token from `logits`, `[batch, seq - 1]`.
+fn logits_nll(batch: &Tensor, logits: &Tensor) -> Result<Tensor> {
     let (batch_len, seq_len) = batch.size2()?;
     let size = logits.size();
     let vocab = match size.as_slice() {
@@ -154,11 +181,5 @@ fn token_nll(batch: &Tensor, logits: &Tensor) -> Result<Vec<f64>> {
         .f_narrow(1, 1, seq_len - 1)? // [batch, seq - 1]
         .f_to_device(logits.device())?
         .f_unsqueeze(-1)?; // [batch, seq - 1, 1]
-    let nll = log_probs
-        .f_gather(-1, &targets, false)?
-        .f_neg()?
-        .f_to_kind(Kind::Double)?
-        .f_to_device(tch::Device::Cpu)?
-        .f_reshape([-1])?; // [batch * (seq - 1)]
-    Ok(Vec::<f64>::try_from(&nll)?)
+    Ok(log_probs.f_gather(-1, &targets, false)?.f_neg()?.f_squeeze_dim(-1)?)
 }

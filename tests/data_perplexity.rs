@@ -1,7 +1,7 @@
 //! Perplexity against models whose perplexity is known in closed form.
 
 use approx::assert_relative_eq;
-use pgprune::eval::perplexity;
+use pgprune::eval::{perplexity, perplexity_from_nll};
 use pgprune::Error;
 use tch::{Kind, Tensor};
 
@@ -157,4 +157,22 @@ fn bad_inputs_are_rejected() {
         perplexity(&floats, 1, uniform_logits),
         Err(Error::InvalidArgument { .. })
     ));
+}
+
+#[test]
+fn nll_perplexity_matches_and_checks_shape() {
+    // Losses of ln 2 per token give perplexity 2.
+    let result = perplexity_from_nll(&windows(3, 6), 2, |ids| {
+        let (batch, seq) = ids.size2()?;
+        Ok(Tensor::full([batch, seq - 1], std::f64::consts::LN_2, (Kind::Float, ids.device())))
+    })
+    .unwrap();
+    assert_relative_eq!(result.ppl, 2.0, max_relative = 1e-6);
+    assert_eq!(result.tokens, 15);
+
+    let wrong = perplexity_from_nll(&windows(3, 6), 2, |ids| {
+        let (batch, seq) = ids.size2()?;
+        Ok(Tensor::zeros([batch, seq], (Kind::Float, ids.device())))
+    });
+    assert!(matches!(wrong, Err(Error::Shape { .. })), "a [batch, seq] result must be rejected: {wrong:?}");
 }

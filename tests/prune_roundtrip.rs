@@ -7,7 +7,7 @@ mod prune_common;
 use std::path::{Path, PathBuf};
 
 use pgprune::data::{evaluation_windows, read_corpus, CorpusFormat};
-use pgprune::eval::{perplexity, Perplexity};
+use pgprune::eval::{perplexity, perplexity_from_nll, Perplexity};
 use pgprune::models::llama::{compact, save, Granularity, Llama, LlamaOracle};
 use pgprune::models::load_model;
 use pgprune::{ForwardOracle, UnitKind};
@@ -78,10 +78,16 @@ fn test_mask(oracle: &LlamaOracle, case: MaskCase, seed: u64) -> Tensor {
     Tensor::from_slice(&values)
 }
 
+/// Masked perplexity from logits, checked against the tiled loss, which
+/// must agree with it to f32 rounding.
 fn masked_perplexity(oracle: &LlamaOracle, windows: &Tensor, mask: &Tensor) -> Perplexity {
     let masks = mask.unsqueeze(0); // [1, num_units]
-    perplexity(windows, windows.size()[0] as usize, |ids| oracle.masked_logits(ids, &masks))
-        .expect("masked perplexity")
+    let batch = windows.size()[0] as usize;
+    let from_logits = perplexity(windows, batch, |ids| oracle.masked_logits(ids, &masks)).expect("masked perplexity");
+    let tiled = perplexity_from_nll(windows, batch, |ids| oracle.masked_next_token_nll(ids, &masks)).expect("tiled masked perplexity");
+    let gap = (tiled.mean_nll - from_logits.mean_nll).abs();
+    assert!(gap < 1e-5, "tiled masked loss {} vs logits {}", tiled.mean_nll, from_logits.mean_nll);
+    from_logits
 }
 
 fn dense_perplexity(model: &Llama, windows: &Tensor) -> Perplexity {

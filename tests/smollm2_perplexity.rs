@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 
 use pgprune::data::windows_from_tokens;
-use pgprune::eval::perplexity;
+use pgprune::eval::{perplexity, perplexity_from_nll};
 use pgprune::models::load_model;
 use serde_json::Value;
 use tch::{Device, Kind, Tensor};
@@ -63,6 +63,21 @@ fn smollm2_perplexity_matches_transformers() {
     assert!(
         relative_difference(result.ppl, expected) < MAX_RELATIVE_DIFFERENCE,
         "128-token windows: pgprune {} vs transformers {expected}",
+        result.ppl
+    );
+
+    // The tiled loss, which never builds whole-vocabulary logits.
+    let tiled = perplexity_from_nll(&windows.ids, 2, |batch| loaded.model.next_token_nll(batch, None)).unwrap();
+    assert_eq!(tiled.tokens, result.tokens);
+    assert!(
+        relative_difference(tiled.ppl, expected) < MAX_RELATIVE_DIFFERENCE,
+        "128-token windows, tiled loss: pgprune {} vs transformers {expected}",
+        tiled.ppl
+    );
+    assert!(
+        relative_difference(tiled.ppl, result.ppl) < 1e-5,
+        "tiled loss {} vs whole-vocabulary log-softmax {}",
+        tiled.ppl,
         result.ppl
     );
 }

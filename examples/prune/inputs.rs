@@ -4,7 +4,7 @@ use anyhow::{Context, Result};
 use pgprune::data::{
     evaluation_windows, read_corpora, tokenize_documents, CalibrationSampler, TokenizeOptions,
 };
-use pgprune::eval::{perplexity as windows_perplexity, Perplexity};
+use pgprune::eval::{perplexity_from_nll, Perplexity};
 use pgprune::models::llama::{Llama, LlamaOracle};
 use pgprune::models::load_model;
 use rand::SeedableRng;
@@ -80,10 +80,10 @@ fn paths(paths: &[std::path::PathBuf]) -> String {
 /// Perplexity of the oracle's model under `mask` `[num_units]` (dense when `None`).
 pub fn perplexity(oracle: &LlamaOracle, windows: &Tensor, mask: Option<&Tensor>, batch: usize) -> Result<Perplexity> {
     let result = match mask {
-        None => windows_perplexity(windows, batch, |ids| oracle.model().forward(ids, None))?,
+        None => perplexity_from_nll(windows, batch, |ids| oracle.model().next_token_nll(ids, None))?,
         Some(m) => {
             let masks = m.to_kind(tch::Kind::Float).unsqueeze(0); // [1, num_units]
-            windows_perplexity(windows, batch, |ids| oracle.masked_logits(ids, &masks))?
+            perplexity_from_nll(windows, batch, |ids| oracle.masked_next_token_nll(ids, &masks))?
         }
     };
     Ok(result)
@@ -91,5 +91,5 @@ pub fn perplexity(oracle: &LlamaOracle, windows: &Tensor, mask: Option<&Tensor>,
 
 /// Perplexity of a model without masks.
 pub fn perplexity_dense(model: &Llama, windows: &Tensor, batch: usize) -> Result<Perplexity> {
-    Ok(windows_perplexity(windows, batch, |ids| model.forward(ids, None))?)
+    Ok(perplexity_from_nll(windows, batch, |ids| model.next_token_nll(ids, None))?)
 }

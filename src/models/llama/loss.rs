@@ -17,13 +17,20 @@ const VOCAB_TILE: i64 = 4096;
 const POSITION_TILE: i64 = 1024;
 
 /// Returns the sums of next-token negative log-likelihoods per row, in nats,
-/// as f64 `[rows]`: position `t` of `normed` `[rows, seq, hidden]` (final-normed
-/// hidden states) predicts token `t + 1` of `tokens` `[rows, seq]` through
-/// `lm_head` `[vocab, hidden]`.
-///
-/// Logits come out of the matmul in the dtype of `normed` and `lm_head` and are
-/// upcast to f32 per tile. The sums accumulate in f64.
+/// as f64 `[rows]`, from [`next_token_nll`].
 pub fn next_token_nll_sums(lm_head: &Tensor, normed: &Tensor, tokens: &Tensor) -> Result<Tensor> {
+    Ok(next_token_nll(lm_head, normed, tokens)?.f_sum_dim_intlist(&[1i64][..], false, Kind::Double)?)
+}
+
+/// Returns the next-token negative log-likelihoods in nats, f32
+/// `[rows, seq - 1]`: position `t` of `normed` `[rows, seq, hidden]`
+/// (final-normed hidden states) predicts token `t + 1` of `tokens`
+/// `[rows, seq]` through `lm_head` `[vocab, hidden]`. The `[positions,
+/// vocab]` logits never exist at once.
+///
+/// Logits come out of the matmul in the dtype of `normed` and `lm_head` and
+/// are upcast to f32 per tile.
+pub fn next_token_nll(lm_head: &Tensor, normed: &Tensor, tokens: &Tensor) -> Result<Tensor> {
     let (rows, seq, hidden) = normed.size3()?;
     let (vocab, _hidden) = lm_head.size2()?;
     if seq < 2 {
@@ -49,8 +56,7 @@ pub fn next_token_nll_sums(lm_head: &Tensor, normed: &Tensor, tokens: &Tensor) -
         parts.push(part); // [len, 1]
         start += len;
     }
-    let nll = Tensor::f_cat(&parts, 0)?.f_view([rows, seq - 1])?; // [rows, seq - 1]
-    Ok(nll.f_sum_dim_intlist(&[1i64][..], false, Kind::Double)?)
+    Ok(Tensor::f_cat(&parts, 0)?.f_view([rows, seq - 1])?)
 }
 
 /// Computes the negative log-likelihoods `[len, 1]` in f32 of `target` `[len, 1]`

@@ -289,6 +289,16 @@ impl Llama {
         self.lm_head_logits(&normed)
     }
 
+    /// Computes the next-token losses `[rows, seq - 1]` (f32, nats) of `tokens`
+    /// `[rows, seq]` through [`next_token_nll`](super::loss::next_token_nll),
+    /// without building the `[rows, seq, vocab]` logits of [`Llama::forward`].
+    pub fn next_token_nll(&self, tokens: &Tensor, masks: Option<&[LayerMasks]>) -> Result<Tensor> {
+        let _guard = tch::no_grad_guard();
+        let hidden = self.embed(tokens)?;
+        let normed = self.final_hidden(&hidden, masks)?;
+        super::loss::next_token_nll(&self.lm_head, &normed, tokens)
+    }
+
     /// Computes logits `[rows, seq, vocab]` of `tokens` `[rows, seq]`.
     pub fn forward(&self, tokens: &Tensor, masks: Option<&[LayerMasks]>) -> Result<Tensor> {
         let hidden = self.embed(tokens)?;

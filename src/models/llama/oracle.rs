@@ -6,7 +6,7 @@ use std::sync::Mutex;
 use tch::{Kind, Tensor};
 
 use super::kept::{kept_units, ForwardPath, KeptUnits, SLICE_BELOW_KEEP_FRACTION};
-use super::loss::next_token_nll_sums;
+use super::loss::{next_token_nll, next_token_nll_sums};
 use super::mask_threads::{sliced_mask_loss, MaskThreads, MaskWorkers};
 use super::masks::{layer_masks, Granularity};
 use super::model::Llama;
@@ -78,6 +78,16 @@ impl LlamaOracle {
     pub fn masked_logits(&self, tokens: &Tensor, masks: &Tensor) -> Result<Tensor> {
         let (normed, _batch) = self.masked_hidden(tokens, masks)?;
         self.model.lm_head_logits(&normed)
+    }
+
+    /// Computes the next-token losses `[K * batch, seq - 1]` (f32, nats) of
+    /// `tokens` `[batch, seq]` under `masks` `[K, num_units]`, with the rows
+    /// ordered as in [`LlamaOracle::masked_logits`] but without its logits.
+    pub fn masked_next_token_nll(&self, tokens: &Tensor, masks: &Tensor) -> Result<Tensor> {
+        let (normed, _batch) = self.masked_hidden(tokens, masks)?;
+        let k = masks.size()[0];
+        let targets = tokens.f_repeat([k, 1])?;
+        next_token_nll(&self.model.lm_head, &normed, &targets)
     }
 
     fn masked_hidden(&self, tokens: &Tensor, masks: &Tensor) -> Result<(Tensor, i64)> {
