@@ -34,7 +34,7 @@ pub fn load_model(path: &Path, kind: Kind, device: Device) -> Result<LoadedModel
     if !path.exists() {
         return Err(Error::io(
             path,
-            std::io::Error::new(std::io::ErrorKind::NotFound, "model path not found"),
+            std::io::Error::new(std::io::ErrorKind::NotFound, "model path not found; pass a Hugging Face model folder or a .gguf file"),
         ));
     }
     let is_gguf = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("gguf"));
