@@ -124,10 +124,11 @@ impl Optimizer {
     /// Returns the update `delta` for gradient `grad` (`[num_units]`) at
     /// learning rate `lr`; the caller adds it to the parameters.
     ///
-    /// The arithmetic runs in loops over copied-out values. libtorch splits
-    /// each operation on tens of thousands of units over its threads. On the
-    /// 2-core test machine, the woken OpenMP thread then sometimes shared the
-    /// caller's core, and an update that takes 1 ms took 8 to 30 ms.
+    /// The arithmetic runs in loops over copied-out values, because libtorch
+    /// splits each operation on tens of thousands of units over its threads.
+    /// On the 2-core test machine the woken OpenMP thread then sometimes spun
+    /// on the caller's core, and the median update of a step-bench run rose
+    /// from about 1 ms to as much as 23 ms.
     pub fn update(&mut self, grad: &Tensor, lr: f64) -> Result<Tensor> {
         let grad = Vec::<f64>::try_from(&grad.to_kind(Kind::Double))?;
         for moment in [&self.first_moment, &self.second_moment].into_iter().flatten() {

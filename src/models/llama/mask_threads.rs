@@ -101,7 +101,7 @@ impl MaskWorkers {
                 let _ = ready.send(());
                 // A worker that died before this point must close the channel.
                 drop(ready);
-                serve(&model, rx, per_worker);
+                serve(&model, rx);
             });
             match spawned {
                 Ok(handle) => {
@@ -172,16 +172,18 @@ impl std::fmt::Debug for MaskWorkers {
 
 /// Runs a worker's loop, which scores each job's masks until the sender is
 /// dropped. A panic in one forward is sent back as [`Error::WorkerPanic`].
-fn serve(model: &Llama, jobs: mpsc::Receiver<Job>, per_worker: i32) {
+fn serve(model: &Llama, jobs: mpsc::Receiver<Job>) {
     for job in jobs {
-        if tch::get_num_threads() != per_worker {
-            tch::set_num_threads(per_worker);
-        }
         let _guard = tch::no_grad_guard();
         for (i, kept) in &job.share {
             let outcome = panic::catch_unwind(AssertUnwindSafe(|| sliced_mask_loss(model, &job.hidden, &job.tokens, kept, job.slice_below)));
-            let loss = outcome.unwrap_or_else(|payload| Err(Error::WorkerPanic { reason: format!("panicked: {}", panic_message(payload.as_ref())) }));
+            let loss = outcome.unwrap_or_else(|payload| {
+                let reason = format!("panicked: {}", panic_message(payload.as_ref()));
+                Err(Error::WorkerPanic { reason })
+            });
             if job.reply.send((*i, loss)).is_err() {
+                // The caller returned early after another mask's error.
+                tracing::debug!(mask = i, "mask worker dropped a loss nobody waits for");
                 break;
             }
         }

@@ -6,7 +6,7 @@ use std::sync::Mutex;
 use tch::{Kind, Tensor};
 
 use super::kept::{kept_units, ForwardPath, KeptUnits, SLICE_BELOW_KEEP_FRACTION};
-use super::loss::{next_token_nll, next_token_nll_sums};
+use super::loss::next_token_nll;
 use super::mask_threads::{sliced_mask_loss, MaskThreads, MaskWorkers};
 use super::masks::{layer_masks, Granularity};
 use super::model::Llama;
@@ -145,10 +145,8 @@ impl LlamaOracle {
     /// Mean losses of K masks from one forward over `K * batch` rows.
     fn masked_losses(&self, batch: &Tensor, masks: &Tensor) -> Result<Vec<f64>> {
         let k = masks.size().first().copied().unwrap_or(0);
-        let (normed, batch_size) = self.masked_hidden(batch, masks)?;
-        let (_rows, seq, _hidden) = normed.size3()?;
-        let targets = batch.f_to_device(self.model.device())?.f_repeat([k, 1])?; // [K * batch, seq]
-        let per_row = next_token_nll_sums(&self.model.lm_head, &normed, &targets)?; // [K * batch]
+        let (batch_size, seq) = batch.size2()?;
+        let per_row = self.masked_next_token_nll(batch, masks)?.f_sum_dim_intlist(&[1i64][..], false, Kind::Double)?; // [K * batch]
         let per_mask = per_row
             .f_view([k, batch_size])?
             .f_sum_dim_intlist(&[1i64][..], false, Kind::Double)?
